@@ -1,0 +1,3 @@
+from slmops.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,46 @@
+"""The ``slmops`` command: one subcommand per stage, flags named after Olive's CLI.
+
+Each subcommand lives in ``slmops.commands.<name>`` and exposes ``register(subparsers)``,
+which adds its parser and sets ``func`` (args -> exit code). Heavy libraries are imported
+inside ``func`` so ``slmops --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from slmops import __version__
+from slmops.commands import generate, models
+from slmops.errors import SlmopsError
+
+COMMANDS = (models, generate)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="slmops",
+        description="Fine-tune, evaluate, gate and ONNX-optimize small language models.",
+    )
+    parser.add_argument("--version", action="version", version=f"slmops {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for command in COMMANDS:
+        command.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except SlmopsError as exc:
+        print(f"slmops {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

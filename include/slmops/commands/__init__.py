@@ -1,0 +1,1 @@
+"""Subcommands of the ``slmops`` CLI, one module each (see ``slmops.cli``)."""

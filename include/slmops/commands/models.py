@@ -1,0 +1,80 @@
+"""``slmops models pull | list | verify``: the local model store."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from slmops import model_store
+from slmops.artifacts import models_dir
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "models",
+        help="provision and inspect local base models",
+        description="Bundled base models are converted into standard Hugging Face folders "
+        "under $SLMOPS_HOME/models (default .slmops/models in the project).",
+    )
+    actions = parser.add_subparsers(dest="models_command", metavar="ACTION", required=True)
+
+    pull = actions.add_parser("pull", help="provision a bundled model (idempotent)")
+    pull.add_argument("alias", choices=sorted(model_store.BUNDLED_MODELS))
+    pull.add_argument("--force", action="store_true", help="re-make it even when intact")
+    pull.add_argument("--quiet", "-q", action="store_true", help="print nothing when present")
+    pull.set_defaults(func=_pull)
+
+    listing = actions.add_parser("list", help="show stored and bundled models")
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
+    listing.set_defaults(func=_list)
+
+    check = actions.add_parser("verify", help="re-hash every stored file against its manifest")
+    check.set_defaults(func=_verify)
+
+
+def _pull(args: argparse.Namespace) -> int:
+    def log(message: str) -> None:
+        print(message, file=sys.stderr)
+
+    result = model_store.pull(args.alias, force=args.force, log=log)
+    if result.action != "present" or not args.quiet:
+        print(f"{result.alias}: {result.action} at {result.path}")
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    stored = model_store.list_models()
+    if args.json:
+        rows = [
+            {
+                "name": m.name,
+                "path": str(m.path),
+                "ok": m.ok,
+                "problems": m.problems,
+                "size_bytes": m.size_bytes,
+                "source": m.source,
+            }
+            for m in stored
+        ]
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"models directory: {models_dir()}")
+    if not stored:
+        print("  (empty)")
+    for m in stored:
+        state = "ok" if m.ok else "DAMAGED: " + "; ".join(m.problems)
+        print(f"  {m.name:<28} {m.size_bytes / 1e6:8.1f} MB  {state}  ({m.path})")
+    present = {m.name for m in stored}
+    missing = [a for a in sorted(model_store.BUNDLED_MODELS) if a not in present]
+    for alias in missing:
+        print(f"  {alias:<28} {'':>11}  not pulled (slmops models pull {alias})")
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    stored = model_store.list_models(full=True)
+    damaged = [m for m in stored if not m.ok]
+    for m in stored:
+        print(f"{m.name}: {'ok' if m.ok else '; '.join(m.problems)}")
+    return 1 if damaged else 0

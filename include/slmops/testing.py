@@ -1,0 +1,132 @@
+"""Tiny offline models and datasets, so tests run in seconds without any download.
+
+``build_tiny_llama`` writes a real Hugging Face folder (config.json, model.safetensors,
+tokenizer.json with a ChatML chat template) holding a randomly initialised 2-layer Llama
+and a byte-level BPE tokenizer trained on the fly. Every stage accepts it like any other
+local model folder.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable
+from pathlib import Path
+
+CHATML_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+
+TONES = ("joyful", "angry", "sad", "fearful", "surprised", "neutral")
+_SUBJECTS = ("the train", "my sister", "the meeting", "our garden", "this song", "the report")
+_ENDINGS = {
+    "joyful": "made the whole day brighter",
+    "angry": "was late again and nobody apologised",
+    "sad": "reminded me of everyone who is gone",
+    "fearful": "made strange noises in the dark",
+    "surprised": "turned out completely different than expected",
+    "neutral": "is scheduled for Tuesday at noon",
+}
+_QUESTIONS = (
+    ("What does CPU stand for?", "Central processing unit."),
+    ("What is a list in Python?", "An ordered, mutable sequence of items."),
+    ("What does HTTP stand for?", "Hypertext transfer protocol."),
+    ("What is a primary key?", "A column that uniquely identifies each row."),
+    ("What is RAM?", "Memory that holds running programs and their data."),
+    ("What is a compiler?", "A program that translates source code into machine code."),
+)
+
+
+def tone_rows(count: int = 60, *, seed: int = 0) -> list[dict[str, str]]:
+    """Distinct ``{"phrase", "tone"}`` rows, balanced over ``TONES``."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(count):
+        tone = TONES[i % len(TONES)]
+        subject = _SUBJECTS[(i // len(TONES)) % len(_SUBJECTS)]
+        rows.append({"phrase": f"{subject.capitalize()} {_ENDINGS[tone]} ({i}).", "tone": tone})
+    rng.shuffle(rows)
+    return rows
+
+
+def instruction_rows(count: int = 24) -> list[dict[str, str]]:
+    """Distinct ``{"input", "output"}`` rows of short technical Q&A."""
+    rows = []
+    for i in range(count):
+        question, answer = _QUESTIONS[i % len(_QUESTIONS)]
+        rows.append({"input": f"{question} (variant {i})", "output": answer})
+    return rows
+
+
+def _default_corpus() -> list[str]:
+    texts = [f"{row['phrase']} {row['tone']}" for row in tone_rows(120)]
+    texts += [f"{row['input']} {row['output']}" for row in instruction_rows(24)]
+    texts += ["user assistant system", "The capital of France is Paris."]
+    return texts
+
+
+def build_tokenizer(corpus: Iterable[str] | None = None, *, vocab_size: int = 512):
+    """A byte-level BPE tokenizer (any text encodes) with ChatML special tokens."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    backend.train_from_iterator(list(corpus or _default_corpus()), trainer=trainer)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        bos_token="<|im_start|>",
+        eos_token="<|im_end|>",
+        unk_token="<|endoftext|>",
+        pad_token="<|im_end|>",
+        model_max_length=512,
+    )
+    tokenizer.chat_template = CHATML_TEMPLATE
+    return tokenizer
+
+
+def build_tiny_llama(
+    out_dir: Path,
+    *,
+    tokenizer=None,
+    num_layers: int = 2,
+    hidden_size: int = 64,
+    num_heads: int = 4,
+    num_kv_heads: int = 2,
+    intermediate_size: int = 128,
+    seed: int = 0,
+) -> Path:
+    """Save a random tiny Llama + tokenizer as a Hugging Face folder; returns the folder."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizer = tokenizer or build_tokenizer()
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=intermediate_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        num_key_value_heads=num_kv_heads,
+        max_position_embeddings=512,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config)
+    out_dir = Path(out_dir)
+    model.save_pretrained(out_dir, safe_serialization=True)
+    tokenizer.save_pretrained(out_dir)
+    return out_dir
