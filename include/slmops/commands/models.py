@@ -29,6 +29,10 @@ def register(subparsers) -> None:
     listing.add_argument("--json", action="store_true", help="machine-readable output")
     listing.set_defaults(func=_list)
 
+    drop = actions.add_parser("remove", help="delete a stored model folder")
+    drop.add_argument("name")
+    drop.set_defaults(func=_remove)
+
     check = actions.add_parser("verify", help="re-hash every stored file against its manifest")
     check.set_defaults(func=_verify)
 
@@ -69,6 +73,11 @@ def _list(args: argparse.Namespace) -> int:
     missing = [a for a in sorted(model_store.BUNDLED_MODELS) if a not in present]
     for alias in missing:
         print(f"  {alias:<28} {'':>11}  not pulled (slmops models pull {alias})")
+    return 0
+
+
+def _remove(args: argparse.Namespace) -> int:
+    print(f"removed {model_store.remove(args.name)}")
     return 0
 
 
