@@ -23,6 +23,8 @@ help:
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else \
+		"slmops needs Python 3.11; run: make clean && make setup PYTHON=/path/to/python3.11")'
 	@echo "installing requirements into $(VENV) (first run only)"
 	@$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip 2>&1 | $(PIP_QUIET)
 	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt 2>&1 | $(PIP_QUIET)
