@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 
 import pytest
 
@@ -26,3 +27,19 @@ def slmops_home(tmp_path, monkeypatch):
     home = tmp_path / "slmops-home"
     monkeypatch.setenv("SLMOPS_HOME", str(home))
     return home
+
+
+@pytest.fixture
+def tiny_converter(monkeypatch, tiny_model_dir):
+    """Replace the 20 s GGUF conversion by a copy of the tiny model; counts the calls."""
+    calls = []
+
+    def fake_convert(gguf_path, out_dir):
+        calls.append(gguf_path)
+        for item in tiny_model_dir.iterdir():
+            shutil.copy2(item, out_dir / item.name)
+
+    from slmops import model_store
+
+    monkeypatch.setattr(model_store, "convert_gguf", fake_convert)
+    return calls

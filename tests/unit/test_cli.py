@@ -57,16 +57,7 @@ def test_generate_runs_a_local_model(tiny_model_dir, capsys):
     assert len(capsys.readouterr().out.splitlines()) == 2
 
 
-def test_models_pull_force_verify_and_remove(slmops_home, tiny_model_dir, monkeypatch, capsys):
-    import shutil
-
-    from slmops import model_store
-
-    def copy_tiny(gguf_path, out_dir):
-        for item in tiny_model_dir.iterdir():
-            shutil.copy2(item, out_dir / item.name)
-
-    monkeypatch.setattr(model_store, "convert_gguf", copy_tiny)
+def test_models_pull_force_verify_and_remove(slmops_home, tiny_converter, capsys):
     alias = "smollm2-135m-instruct"
     assert main(["models", "pull", alias]) == 0
     assert capsys.readouterr().out == f"{alias}: created at {slmops_home / 'models' / alias}\n"

@@ -16,20 +16,6 @@ from slmops.model_store import MANIFEST_NAME, list_models, pull, verify, write_m
 ALIAS = "smollm2-135m-instruct"
 
 
-@pytest.fixture
-def tiny_converter(monkeypatch, tiny_model_dir):
-    """Replace the 20 s GGUF conversion by a copy of the tiny model; counts the calls."""
-    calls = []
-
-    def fake_convert(gguf_path, out_dir):
-        calls.append(gguf_path)
-        for item in tiny_model_dir.iterdir():
-            shutil.copy2(item, out_dir / item.name)
-
-    monkeypatch.setattr(model_store, "convert_gguf", fake_convert)
-    return calls
-
-
 def test_pull_creates_then_is_idempotent(slmops_home, tiny_converter):
     first = pull(ALIAS)
     assert first.action == "created"
