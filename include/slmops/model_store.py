@@ -9,6 +9,7 @@ A truncated or corrupt folder is detected by ``verify`` and re-made by the next 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import importlib
 import importlib.util
@@ -16,7 +17,7 @@ import json
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -97,7 +98,9 @@ def bundled(alias: str) -> BundledModel:
         raise ModelError(f"Unknown bundled model {alias!r}. Bundled models: {known}.") from None
 
 
-def pull(alias: str, *, home: Path | None = None, force: bool = False, log: Log = _silent):
+def pull(
+    alias: str, *, home: Path | None = None, force: bool = False, log: Log = _silent
+) -> PullResult:
     """Make sure ``alias`` is in the store, intact; (re-)make it when missing or damaged."""
     spec = bundled(alias)
     final = models_dir(home) / alias
@@ -174,24 +177,40 @@ def remove(name: str, *, home: Path | None = None) -> Path:
     return folder
 
 
+@contextlib.contextmanager
+def _progress_bars_on_terminal_only() -> Iterator[None]:
+    """transformers' tqdm bars on a terminal only: in CI and Airflow task logs they are noise."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    if not sys.stderr.isatty():
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
 def convert_gguf(gguf_path: Path, out_dir: Path) -> None:
     """De-quantize a GGUF checkpoint into a float32 safetensors folder with its tokenizer."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     folder, name = str(gguf_path.parent), gguf_path.name
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-    loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
-    # save_pretrained refuses a GGUF-loaded model: rebuild a plain one from its config.
-    config = loaded.config
-    if hasattr(config, "quantization_config"):
-        del config.quantization_config
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    model.load_state_dict(loaded.state_dict(), strict=True)
-    model.generation_config = loaded.generation_config
-    tokenizer.model_max_length = config.max_position_embeddings
-    model.save_pretrained(out_dir, safe_serialization=True)
-    tokenizer.save_pretrained(out_dir)
+    with _progress_bars_on_terminal_only():
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+        loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+        # save_pretrained refuses a GGUF-loaded model: rebuild a plain one from its config.
+        config = loaded.config
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        model.load_state_dict(loaded.state_dict(), strict=True)
+        model.generation_config = loaded.generation_config
+        tokenizer.model_max_length = config.max_position_embeddings
+        model.save_pretrained(out_dir, safe_serialization=True)
+        tokenizer.save_pretrained(out_dir)
 
 
 def write_manifest(folder: Path, *, name: str, source: dict) -> None:
@@ -254,9 +273,9 @@ def verify(folder: Path, *, full: bool = False) -> list[str]:
             problems.append(
                 f"{name} is {stat.st_size} bytes, expected {expected['size']} (truncated?)"
             )
-        elif (full or stat.st_mtime_ns != expected["mtime_ns"]) and file_sha256(path) != expected[
-            "sha256"
-        ]:
+        elif (full or stat.st_mtime_ns != expected["mtime_ns"]) and (
+            file_sha256(path) != expected["sha256"]
+        ):
             problems.append(f"{name} does not match its recorded sha256 (corrupt)")
     return problems
 
