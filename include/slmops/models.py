@@ -46,7 +46,7 @@ def resolve(
     revision: str | None = None,
     cache_dir: Path | None = None,
     offline: bool | None = None,
-    log: model_store.Log = model_store._silent,
+    log: model_store.Log = model_store.no_log,
 ) -> ResolvedModel:
     """Local folder for a bundled alias, a local folder or a hub id (see module doc)."""
     name = os.fspath(name_or_path)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from slmops.commands import log_to_stderr
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -33,7 +35,7 @@ def _generate(args: argparse.Namespace) -> int:
     from slmops.inference import chat_prompt, greedy_complete
     from slmops.models import load_causal_lm, load_tokenizer, resolve
 
-    model_ref = resolve(args.model_name_or_path)
+    model_ref = resolve(args.model_name_or_path, log=log_to_stderr)
     tokenizer = load_tokenizer(model_ref, trust_remote_code=args.trust_remote_code)
     model = load_causal_lm(model_ref, trust_remote_code=args.trust_remote_code)
     prompts = (

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 from slmops import model_store
 from slmops.artifacts import models_dir
+from slmops.commands import log_to_stderr
 
 
 def register(subparsers) -> None:
@@ -38,10 +38,7 @@ def register(subparsers) -> None:
 
 
 def _pull(args: argparse.Namespace) -> int:
-    def log(message: str) -> None:
-        print(message, file=sys.stderr)
-
-    result = model_store.pull(args.alias, force=args.force, log=log)
+    result = model_store.pull(args.alias, force=args.force, log=log_to_stderr)
     if result.action != "present" or not args.quiet:
         print(f"{result.alias}: {result.action} at {result.path}")
     return 0
