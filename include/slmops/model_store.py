@@ -90,6 +90,11 @@ class StoredModel:
         return not self.problems
 
 
+def _writer_lock(folder: Path) -> FileLock:
+    """The one lock that serialises every writer (pull, remove) of a stored model folder."""
+    return FileLock(str(folder.parent / f".{folder.name}.lock"))
+
+
 def bundled(alias: str) -> BundledModel:
     try:
         return BUNDLED_MODELS[alias]
@@ -105,7 +110,7 @@ def pull(
     spec = bundled(alias)
     final = models_dir(home) / alias
     final.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(final.parent / f".{alias}.lock")):
+    with _writer_lock(final):
         remove_stale_temporaries(final)
         existed = final.exists()
         problems = verify(final) if existed else []
@@ -172,7 +177,7 @@ def remove(name: str, *, home: Path | None = None) -> Path:
     # Only a plain folder name directly in the store: no "..", no separators, no dot-files.
     if Path(name).name != name or name.startswith(".") or not folder.is_dir():
         raise ModelError(f"No stored model named {name!r} in {models_dir(home)}.")
-    with FileLock(str(folder.parent / f".{name}.lock")):
+    with _writer_lock(folder):
         shutil.rmtree(folder)
     return folder
 

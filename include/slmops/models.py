@@ -8,8 +8,10 @@ safetensors weights only, and remote code only when the caller opts in.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -132,24 +134,27 @@ def _as_resolved(model: ResolvedModel | str | os.PathLike) -> ResolvedModel:
     return model if isinstance(model, ResolvedModel) else resolve(model)
 
 
-def _remote_code_error(model: ResolvedModel, exc: Exception) -> ModelError:
-    return ModelError(
-        f"Model {model.name!r} ({model.path}) ships custom Python code. slmops does not run "
-        f"it unless you pass --trust_remote_code (trust_remote_code=True) after reviewing "
-        f"that code. ({exc})"
-    )
+@contextlib.contextmanager
+def _remote_code_refusal(model: ResolvedModel) -> Iterator[None]:
+    """Turn transformers' "needs trust_remote_code" ValueError into an actionable ModelError."""
+    try:
+        yield
+    except ValueError as exc:
+        if "trust_remote_code" not in str(exc):
+            raise
+        raise ModelError(
+            f"Model {model.name!r} ({model.path}) ships custom Python code. slmops does not "
+            f"run it unless you pass --trust_remote_code (trust_remote_code=True) after "
+            f"reviewing that code. ({exc})"
+        ) from exc
 
 
 def load_tokenizer(model: ResolvedModel | str, *, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
     model = _as_resolved(model)
-    try:
+    with _remote_code_refusal(model):
         return AutoTokenizer.from_pretrained(model.path, trust_remote_code=trust_remote_code)
-    except ValueError as exc:
-        if "trust_remote_code" in str(exc):
-            raise _remote_code_error(model, exc) from exc
-        raise
 
 
 def load_causal_lm(
@@ -163,7 +168,7 @@ def load_causal_lm(
     from transformers import AutoModelForCausalLM
 
     model = _as_resolved(model)
-    try:
+    with _remote_code_refusal(model):
         loaded = AutoModelForCausalLM.from_pretrained(
             model.path,
             trust_remote_code=trust_remote_code,
@@ -171,8 +176,4 @@ def load_causal_lm(
             dtype=dtype,
             **kwargs,
         )
-    except ValueError as exc:
-        if "trust_remote_code" in str(exc):
-            raise _remote_code_error(model, exc) from exc
-        raise
     return loaded.eval()
