@@ -43,3 +43,25 @@ def tiny_converter(monkeypatch, tiny_model_dir):
 
     monkeypatch.setattr(model_store, "convert_gguf", fake_convert)
     return calls
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer():
+    """The byte-level BPE tokenizer of the tiny model, with a ChatML chat template."""
+    from slmops.testing import build_tokenizer
+
+    return build_tokenizer()
+
+
+@pytest.fixture
+def write_jsonl(tmp_path):
+    """Write rows as a JSONL file under tmp_path; returns its path."""
+    import json
+
+    def write(rows, name="data.jsonl"):
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+        return path
+
+    return write

@@ -12,10 +12,10 @@ import sys
 from collections.abc import Sequence
 
 from slmops import __version__
-from slmops.commands import generate, models
+from slmops.commands import generate, models, validate
 from slmops.errors import SlmopsError
 
-COMMANDS = (models, generate)
+COMMANDS = (models, generate, validate)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -54,6 +54,7 @@ class BundledModel:
     description: str
 
 
+DEFAULT_MODEL = "smollm2-135m-instruct"
 BUNDLED_MODELS: dict[str, BundledModel] = {
     model.alias: model
     for model in (

@@ -1,0 +1,59 @@
+"""``slmops validate``: run a Great Expectations suite over a dataset before training."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from slmops.commands import add_config_arguments, config_from_args, log_to_stderr
+from slmops.config import DataConfig
+from slmops.model_store import DEFAULT_MODEL
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "validate",
+        help="check a dataset (schema, labels, lengths, duplicates, leakage) before training",
+        description="Loads, splits and formats the data exactly as training will, then "
+        "runs a Great Expectations suite over it. Prints a summary; exits 1 and names "
+        "every failed check and its rows when the suite fails.",
+    )
+    add_config_arguments(parser, DataConfig, "data")
+    group = parser.add_argument_group("validation")
+    group.add_argument(
+        "--suite",
+        default="default",
+        help="suite name from include/configs/suites (default, phrase_tones, instructions) "
+        "or the path of a suite YAML (default: default)",
+    )
+    group.add_argument(
+        "--max_seq_len", type=int, help="token budget of one example (default: the suite's)"
+    )
+    group.add_argument(
+        "-m",
+        "--model_name_or_path",
+        default=DEFAULT_MODEL,
+        help=f"model whose tokenizer counts tokens (default: {DEFAULT_MODEL})",
+    )
+    group.add_argument("--trust_remote_code", action="store_true")
+    group.add_argument(
+        "-o", "--output_path", type=Path, help="folder for validation.json (default: none)"
+    )
+    parser.set_defaults(func=_validate)
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from slmops.config import ConfigError
+    from slmops.models import load_tokenizer, resolve
+    from slmops.validation import load_suite, validate
+
+    data_config = config_from_args(DataConfig, args)
+    suite = load_suite(args.suite)
+    if args.max_seq_len is not None:
+        if args.max_seq_len < 8:
+            raise ConfigError("--max_seq_len: must be at least 8")
+        suite = suite.model_copy(update={"max_seq_len": args.max_seq_len})
+    model = resolve(args.model_name_or_path, log=log_to_stderr)
+    tokenizer = load_tokenizer(model, trust_remote_code=args.trust_remote_code)
+    validate(data_config, suite, tokenizer, output_dir=args.output_path, log=log_to_stderr)
+    return 0
