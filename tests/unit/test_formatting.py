@@ -12,7 +12,9 @@ LLAMA3 = (
     r"<|start_header_id|>assistant<|end_header_id|>\n{tone}"
 )
 USER_ASSISTANT = r"User: {input}\nAssistant: {output}"
-TINY_CODES = r"### Language: {programming_language} \n### Question: {prompt} \n### Answer: {response}"
+TINY_CODES = (
+    r"### Language: {programming_language} \n### Question: {prompt} \n### Answer: {response}"
+)
 
 
 def formatter(tokenizer=None, **settings):
@@ -20,7 +22,9 @@ def formatter(tokenizer=None, **settings):
 
 
 def test_llama3_header_template():
-    example = formatter(text_template=LLAMA3).format({"phrase": "Thanks a lot!", "tone": "grateful"})
+    example = formatter(text_template=LLAMA3).format(
+        {"phrase": "Thanks a lot!", "tone": "grateful"}
+    )
     assert example.prompt == (
         "<|start_header_id|>user<|end_header_id|>\nThanks a lot!<|eot_id|>"
         "<|start_header_id|>assistant<|end_header_id|>\n"

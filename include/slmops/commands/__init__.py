@@ -26,7 +26,7 @@ def add_config_arguments(
     """One ``--field`` per config field; unset flags stay None so defaults live in one place."""
     group = parser.add_argument_group(title)
     for name, info in model.model_fields.items():
-        help_text = info.description or ""
+        help_text = (info.description or "").replace("%", "%%")
         if info.default not in (None, False) and not callable(info.default_factory):
             help_text += f" (default: {info.default})"
         kind = _scalar_type(info.annotation)
