@@ -35,10 +35,16 @@ $(STAMP): requirements.txt pyproject.toml
 setup: $(STAMP)
 	@$(PY) -m slmops models pull $(BASE_MODEL) --quiet
 
+# Until the Airflow DAG lands, the demo runs the stages that exist from the CLI.
+TONE_TEMPLATE := <|im_start|>user\n{phrase}<|im_end|>\n<|im_start|>assistant\n{tone}
+
 demo: setup
 	@$(PY) -m slmops models list
 	@$(PY) -m slmops generate -m $(BASE_MODEL) --max_new_tokens 32 \
 		--prompt "What is the capital of France?"
+	@$(PY) -m slmops validate -m $(BASE_MODEL) --suite phrase_tones \
+		--data_files include/data/phrase_tones.jsonl --text_template '$(TONE_TEMPLATE)' \
+		--output_path artifacts/demo/validation
 
 test: setup
 	@$(PY) -m pytest tests

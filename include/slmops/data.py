@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,14 +19,9 @@ import pandas as pd
 
 from slmops.config import DataConfig
 from slmops.formatting import Example, FormatError, RowFormatter
+from slmops.progress import Log, no_log
 from slmops.readers import LINE, META_COLUMNS, SOURCE, DataError, expand_paths, folder_files
 from slmops.readers import read_file as read_local_file
-
-Log = Callable[[str], None]
-
-
-def _no_log(message: str) -> None:
-    del message
 
 
 @dataclass
@@ -52,7 +47,7 @@ class PreparedData:
     fingerprint: str
 
 
-def load_splits(config: DataConfig, *, log: Log = _no_log) -> RawSplits:
+def load_splits(config: DataConfig, *, log: Log = no_log) -> RawSplits:
     """Train and eval frames as the config asks (slices, held-out split, max_samples)."""
     notes: list[str] = []
 
@@ -80,7 +75,7 @@ def load_splits(config: DataConfig, *, log: Log = _no_log) -> RawSplits:
     return RawSplits(train.reset_index(drop=True), evaluation.reset_index(drop=True), origin, notes)
 
 
-def prepare(config: DataConfig, tokenizer=None, *, log: Log = _no_log) -> PreparedData:
+def prepare(config: DataConfig, tokenizer=None, *, log: Log = no_log) -> PreparedData:
     """Formatted train and eval examples; a row that cannot be formatted is an error that
     names its file and line."""
     splits = load_splits(config, log=log)
@@ -220,7 +215,7 @@ def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
 
 
 def load_hub_splits(
-    name: str, subset: str | None, *, revision: str | None = None, log: Log = _no_log
+    name: str, subset: str | None, *, revision: str | None = None, log: Log = no_log
 ) -> dict[str, pd.DataFrame]:
     """All splits of a hub dataset (``datasets.load_dataset``), for users with a network."""
     import datasets

@@ -17,7 +17,7 @@ import json
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,18 +31,13 @@ from slmops.artifacts import (
     remove_stale_temporaries,
 )
 from slmops.errors import ModelError
+from slmops.progress import Log, no_log
 
 MANIFEST_NAME = "slmops_model.json"
 MANIFEST_FORMAT = 1
 # A Q4_1 GGUF de-quantized to float32 grows about 5.8x; keep headroom for the temp copy.
 CONVERTED_SIZE_FACTOR = 7
 REQUIRED_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
-
-Log = Callable[[str], None]
-
-
-def no_log(_: str) -> None:
-    pass
 
 
 @dataclass(frozen=True)

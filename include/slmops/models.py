@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from slmops import model_store
 from slmops.errors import ModelError
+from slmops.progress import Log, no_log
 
 # Files fetched for a hub model: configs, safetensors weights and tokenizer files only.
 HUB_ALLOW_PATTERNS = [
@@ -48,7 +49,7 @@ def resolve(
     revision: str | None = None,
     cache_dir: Path | None = None,
     offline: bool | None = None,
-    log: model_store.Log = model_store.no_log,
+    log: Log = no_log,
 ) -> ResolvedModel:
     """Local folder for a bundled alias, a local folder or a hub id (see module doc)."""
     name = os.fspath(name_or_path)

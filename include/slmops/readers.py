@@ -150,8 +150,10 @@ def _read_jsonl(path: Path, text: str) -> tuple[list[dict], list[int]]:
 def _read_json(path: Path, text: str) -> tuple[list[dict], list[int]]:
     """A JSON array of objects, each with the line it starts on; JSON Lines also accepted."""
     decoder = json.JSONDecoder()
-    stripped = text.lstrip()
+    stripped = text.strip()
     if not stripped.startswith("["):
+        if stripped.startswith("{") and "\n" in stripped:
+            _refuse_single_object(path, stripped)
         return _read_jsonl(path, text)
     records, lines = [], []
     position = text.index("[") + 1
@@ -179,6 +181,20 @@ def _read_json(path: Path, text: str) -> tuple[list[dict], list[int]]:
         line = text.count("\n", 0, position) + 1
         raise DataError(f"{path}: line {line}: unexpected text after the closing ]")
     return records, lines
+
+
+def _refuse_single_object(path: Path, text: str) -> None:
+    """A pretty-printed object is not JSON Lines; say where the rows should be."""
+    try:
+        whole = json.loads(text)
+    except json.JSONDecodeError:
+        return  # JSON Lines (or broken JSON): the line reader reports it precisely
+    lists = [key for key, value in whole.items() if isinstance(value, list)]
+    hint = f" (its {lists[0]!r} field holds a list: make that list the whole file)" if lists else ""
+    raise DataError(
+        f"{path}: holds one JSON object spanning several lines{hint}; write an array of row "
+        "objects, or one object per line (JSON Lines)"
+    )
 
 
 def _skip_space(text: str, position: int) -> int:

@@ -23,9 +23,9 @@ from slmops.config import DataConfig, SuiteConfig, load_yaml_model
 from slmops.data import RawSplits, fingerprint, iter_rows, load_splits, location
 from slmops.errors import SlmopsError
 from slmops.formatting import Example, FormatError, RowFormatter
+from slmops.progress import Log, no_log
 from slmops.readers import LINE, SOURCE
 
-Log = Callable[[str], None]
 SUITES_DIR = Path(__file__).resolve().parents[1] / "configs" / "suites"
 REPORT_NAME = "validation.json"
 MAX_ROWS_SHOWN = 5
@@ -120,7 +120,7 @@ def validate(
     tokenizer,
     *,
     output_dir: Path | None = None,
-    log: Log = print,
+    log: Log = no_log,
 ) -> ValidationReport:
     """Run the suite; write ``validation.json`` when ``output_dir`` is given; raise
     ``ValidationFailed`` when a check fails (after writing the report)."""

@@ -47,6 +47,13 @@ def test_json_file_holding_json_lines_is_accepted(tmp_path):
     assert read_file(path)["a"].tolist() == ["x", "y"]
 
 
+def test_a_pretty_printed_object_is_refused_with_a_hint(tmp_path):
+    path = tmp_path / "wrapped.json"
+    path.write_text(json.dumps({"data": [{"a": "x"}], "version": 1}, indent=2))
+    with pytest.raises(DataError, match="its 'data' field holds a list: make that list the whole"):
+        read_file(path)
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [

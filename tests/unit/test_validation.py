@@ -200,8 +200,15 @@ def test_malformed_chat_messages_are_reported_per_row(tmp_path, tiny_tokenizer):
     ]
     chats[5]["messages"] = [{"role": "user", "content": "no answer"}]
     suite = SuiteConfig(name="chat", min_rows=5)
-    report = run(tmp_path, tiny_tokenizer, chats[:25], chats[25:], suite=suite, text_template=None,
-                 use_chat_template=True)  # fmt: skip
+    report = run(
+        tmp_path,
+        tiny_tokenizer,
+        chats[:25],
+        chats[25:],
+        suite=suite,
+        text_template=None,
+        use_chat_template=True,
+    )
     result = check(report, "formattable")
     assert not result.passed and result.rows[0]["line"] == 6
     assert "must be the assistant's answer" in result.rows[0]["value"]
