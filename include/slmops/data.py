@@ -64,6 +64,9 @@ def load_splits(config: DataConfig, *, log: Log = no_log) -> RawSplits:
             else _source_splits(config, config.eval_subset, log)
         )
         evaluation = _select(eval_source, config.eval_split, "eval_split", note)
+        if evaluation.empty:
+            raise DataError(f"eval_split {config.eval_split!r} selects no rows")
+        _note_overlap(train, evaluation, config, note)
         origin = "split"
     else:
         train, evaluation = hold_out(train, config, note)
@@ -256,6 +259,22 @@ def _select(splits: dict[str, pd.DataFrame], spec: str, flag: str, note: Log) ->
         parts.append(frame.iloc[instruction.from_ : instruction.to])
     _note_clamped(spec, sizes, note)
     return _concat(parts) if parts else next(iter(splits.values())).iloc[:0]
+
+
+def _note_overlap(
+    train: pd.DataFrame, evaluation: pd.DataFrame, config: DataConfig, note: Log
+) -> None:
+    """``--eval_split "train[4096:4224]"`` with the default ``--train_split train`` trains
+    on the eval rows; say so (validation's leakage check then fails on them)."""
+    shared = set(zip(train[SOURCE], train[LINE], strict=True)) & set(
+        zip(evaluation[SOURCE], evaluation[LINE], strict=True)
+    )
+    if shared:
+        note(
+            f"warning: {len(shared)} of {len(evaluation)} eval rows are also training rows: "
+            f"eval_split {config.eval_split!r} overlaps train_split {config.train_split!r}; "
+            'narrow --train_split (e.g. "train[:4096]")'
+        )
 
 
 def _note_clamped(spec: str, sizes: dict[str, int], note: Log) -> None:

@@ -39,6 +39,25 @@ def test_a_slice_past_the_end_is_said(tones):
     assert any("asks for rows up to 500 but split 'train' has 120" in note for note in notes)
 
 
+def test_an_eval_split_inside_the_train_split_is_warned_about(tones):
+    notes = []
+    load_splits(config(tones, eval_split="train[100:110]"), log=notes.append)
+    assert (
+        "warning: 10 of 10 eval rows are also training rows: eval_split 'train[100:110]' "
+        "overlaps train_split 'train'; narrow --train_split (e.g. \"train[:4096]\")"
+    ) in notes
+    notes.clear()
+    load_splits(
+        config(tones, train_split="train[:100]", eval_split="train[100:]"), log=notes.append
+    )
+    assert not any("overlaps" in note for note in notes)
+
+
+def test_an_empty_eval_split_is_an_error(tones):
+    with pytest.raises(DataError, match=r"eval_split 'train\[500:\]' selects no rows"):
+        load_splits(config(tones, train_split="train[:100]", eval_split="train[500:]"))
+
+
 def test_unknown_split_lists_the_ones_there_are(tones):
     with pytest.raises(DataError, match=r"eval_split 'validation\[:5\]': unknown split; the data"):
         load_splits(config(tones, eval_split="validation[:5]"))
