@@ -124,8 +124,7 @@ def build_checks(
         FORMAT_ERROR,
     )
     if label and label in frame.columns:
-        for check in _label_checks(suite, label):
-            add(*check)
+        checks.extend(_label_checks(suite, label))
     add(
         "no_duplicates",
         "all",
@@ -178,8 +177,7 @@ def _is_messages(column: str, data_config: DataConfig) -> bool:
     return data_config.use_chat_template and column == data_config.messages_field
 
 
-def _label_checks(suite: SuiteConfig, label: str) -> list[tuple]:
-    """(name, scope, expectation, describe, column, threshold) of the label checks."""
+def _label_checks(suite: SuiteConfig, label: str) -> list[Check]:
     import great_expectations as gx
 
     expect = gx.expectations
@@ -187,7 +185,7 @@ def _label_checks(suite: SuiteConfig, label: str) -> list[tuple]:
     if suite.labels is not None:
         allowed = ", ".join(suite.labels)
         checks.append(
-            (
+            Check(
                 f"labels_in_set[{label}]",
                 "all",
                 expect.ExpectColumnValuesToBeInSet(column=label, value_set=suite.labels),
@@ -197,7 +195,7 @@ def _label_checks(suite: SuiteConfig, label: str) -> list[tuple]:
             )
         )
         checks.append(
-            (
+            Check(
                 f"labels_all_present[{label}]",
                 "train",
                 expect.ExpectColumnDistinctValuesToContainSet(column=label, value_set=suite.labels),
@@ -212,7 +210,7 @@ def _label_checks(suite: SuiteConfig, label: str) -> list[tuple]:
             )
         )
     checks.append(
-        (
+        Check(
             f"min_rows_per_class[{label}]",
             "train",
             expect.ExpectColumnValuesToBeBetween(

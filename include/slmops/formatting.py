@@ -50,6 +50,7 @@ class RowFormatter:
                 "use_chat_template is set but the tokenizer has no chat template; "
                 "use --text_template instead"
             )
+        self._placeholders = template_placeholders(config.text_template or "")
         if config.text_template is not None:
             self._prompt_part, self._completion_part = _split_template(
                 config.text_template, config.completion_field
@@ -62,7 +63,7 @@ class RowFormatter:
             needed = [config.text_field]
             what = "text_field"
         elif config.text_template is not None:
-            needed = template_placeholders(config.text_template)
+            needed = list(self._placeholders)
             what = "text_template placeholder"
         elif config.messages_field in available:
             return [config.messages_field]
@@ -85,14 +86,11 @@ class RowFormatter:
         if config.text_field is not None:
             return Example("", _text(row, config.text_field, strict))
         if config.text_template is not None:
-            values = {name: _text(row, name, strict) for name in self._placeholders()}
+            values = {name: _text(row, name, strict) for name in self._placeholders}
             return Example(
                 self._prompt_part.format_map(values), self._completion_part.format_map(values)
             )
         return self._format_chat(row, strict)
-
-    def _placeholders(self) -> list[str]:
-        return template_placeholders(self.config.text_template or "")
 
     def _format_chat(self, row: Mapping[str, Any], strict: bool) -> Example:
         config = self.config
