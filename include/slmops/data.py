@@ -57,6 +57,8 @@ def load_splits(config: DataConfig, *, log: Log = no_log) -> RawSplits:
 
     train_source = _source_splits(config, config.train_subset, log)
     train = _select(train_source, config.train_split, "train_split", note)
+    if train.empty:
+        raise DataError(f"train_split {config.train_split!r} selects no rows")
     if config.eval_split is not None:
         eval_source = (
             train_source
@@ -73,8 +75,6 @@ def load_splits(config: DataConfig, *, log: Log = no_log) -> RawSplits:
         origin = "held_out"
     train = _cap(train, config.max_samples, "max_samples", "training", note)
     evaluation = _cap(evaluation, config.max_eval_samples, "max_eval_samples", "eval", note)
-    if train.empty:
-        raise DataError(f"train_split {config.train_split!r} selects no rows")
     return RawSplits(train.reset_index(drop=True), evaluation.reset_index(drop=True), origin, notes)
 
 
@@ -258,7 +258,7 @@ def _select(splits: dict[str, pd.DataFrame], spec: str, flag: str, note: Log) ->
         frame = splits[instruction.splitname]
         parts.append(frame.iloc[instruction.from_ : instruction.to])
     _note_clamped(spec, sizes, note)
-    return _concat(parts) if parts else next(iter(splits.values())).iloc[:0]
+    return _concat(parts)  # a valid spec always names at least one split
 
 
 def _note_overlap(

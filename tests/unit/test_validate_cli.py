@@ -71,6 +71,11 @@ BAD_INPUT = {
         "--eval_fraction: Input should be less than or equal to 0.5",
     ),
     "unknown suite": (GOOD, ["--suite", "nope"], "suite 'nope': no such suite"),
+    "token budget out of range": (
+        GOOD,
+        ["--max_seq_len", "4"],
+        "--max_seq_len: Input should be greater than or equal to 8",
+    ),
 }
 
 
@@ -88,6 +93,14 @@ def test_bad_input_is_one_clear_line_and_writes_nothing(
     assert "slmops validate: error: " in err and message in err
     assert "Traceback" not in err
     assert not out.exists()
+
+
+def test_max_seq_len_flag_overrides_the_suite(tiny_model_dir, write_jsonl, tmp_path, capsys):
+    path = write_jsonl(tone_rows(60))
+    assert validate(tiny_model_dir, "--data_files", path, "--max_seq_len", "9", "-o", tmp_path) == 1
+    assert "exceed max_seq_len 9 tokens" in capsys.readouterr().err
+    report = json.loads((tmp_path / "validation.json").read_text())
+    assert report["data"]["max_seq_len"] == 9 and report["suite"] == "default"
 
 
 def test_flags_carry_the_config_descriptions(capsys):

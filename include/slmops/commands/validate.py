@@ -43,16 +43,14 @@ def register(subparsers) -> None:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from slmops.config import ConfigError
+    from slmops.config import SuiteConfig
     from slmops.models import load_tokenizer, resolve
     from slmops.validation import load_suite, validate
 
     data_config = config_from_args(DataConfig, args)
     suite = load_suite(args.suite)
-    if args.max_seq_len is not None:
-        if args.max_seq_len < 8:
-            raise ConfigError("--max_seq_len: must be at least 8")
-        suite = suite.model_copy(update={"max_seq_len": args.max_seq_len})
+    if args.max_seq_len is not None:  # re-validated, so the suite's bounds apply to the flag
+        suite = config_from_args(SuiteConfig, args, **suite.model_dump(exclude={"max_seq_len"}))
     model = resolve(args.model_name_or_path, log=log_to_stderr)
     tokenizer = load_tokenizer(model, trust_remote_code=args.trust_remote_code)
     validate(data_config, suite, tokenizer, output_dir=args.output_path, log=log_to_stderr)
