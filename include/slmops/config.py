@@ -33,6 +33,16 @@ def decode_escapes(text: str) -> str:
     return re.sub(r"\\([nt\\])", lambda match: _ESCAPES[match.group(1)], text)
 
 
+def split_commas(value: Any) -> Any:
+    """``"a, b"`` -> ``["a", "b"]`` for list settings typed as one flag or form field."""
+    if isinstance(value, str):
+        value = value.split(",")
+    if isinstance(value, list):
+        value = [str(item).strip() for item in value if str(item).strip()]
+        return value or None
+    return value
+
+
 def template_placeholders(template: str) -> list[str]:
     """Column names a ``{column}`` template refers to, in order of first use."""
     names: list[str] = []
@@ -116,15 +126,7 @@ class DataConfig(BaseModel):
         None, description="system message put first in every chat (chat template)"
     )
 
-    @field_validator("data_files", mode="before")
-    @classmethod
-    def _split_commas(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            value = value.split(",")
-        if isinstance(value, list):
-            value = [str(item).strip() for item in value if str(item).strip()]
-            return value or None
-        return value
+    _split_commas = field_validator("data_files", mode="before")(split_commas)
 
     @field_validator("train_split", "eval_split")
     @classmethod
@@ -230,23 +232,37 @@ class SuiteConfig(BaseModel):
         return self
 
 
-def describe_validation_error(exc: ValidationError, *, source: str | None, flag_style: bool) -> str:
-    """One line per problem, naming the flag (``--eval_fraction``) or the YAML field."""
+def describe_validation_error(
+    exc: ValidationError,
+    *,
+    source: str | None,
+    flag_style: bool,
+    file_keys: set[str] | None = None,
+) -> str:
+    """One line per problem, naming the flag (``--eval_fraction``) or the YAML field.
+
+    With ``file_keys`` (flags overlaid on a file), a problem with a key that came from the
+    file names ``source: key`` and one that came from a flag names ``--key``.
+    """
     lines = []
     for error in exc.errors():
         where = ".".join(str(part) for part in error["loc"])
         message = error["msg"].removeprefix("Value error, ")
         if not where:
             lines.append(message)
+        elif file_keys is not None:
+            from_file = error["loc"][0] in file_keys
+            lines.append(f"{source}: {where}: {message}" if from_file else f"--{where}: {message}")
         elif flag_style:
             lines.append(f"--{where}: {message}")
         else:
             lines.append(f"{where}: {message}")
-    return (f"{source}: " if source else "") + "; ".join(lines)
+    prefix = f"{source}: " if source and file_keys is None else ""
+    return prefix + "; ".join(lines)
 
 
-def load_yaml_model(path: Path, model: type[BaseModel]) -> Any:
-    """Read one YAML file into ``model``; errors name the file and the field."""
+def read_yaml_mapping(path: Path) -> dict[str, Any]:
+    """The top-level mapping of a YAML settings file; errors name the file."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -256,6 +272,12 @@ def load_yaml_model(path: Path, model: type[BaseModel]) -> Any:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of settings at the top level")
+    return raw
+
+
+def load_yaml_model(path: Path, model: type[BaseModel]) -> Any:
+    """Read one YAML file into ``model``; errors name the file and the field."""
+    raw = read_yaml_mapping(path)
     try:
         return model.model_validate(raw)
     except ValidationError as exc:

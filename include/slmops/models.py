@@ -131,6 +131,19 @@ def check_model_folder(path: Path) -> None:
             )
 
 
+def quiet_transformers() -> None:
+    """slmops writes its own progress lines: drop transformers' per-load progress bars and
+    the deprecation notice peft triggers on every adapter (``is_gradient_checkpointing``)."""
+    import warnings
+
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
+    warnings.filterwarnings(
+        "ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning
+    )
+
+
 def _as_resolved(model: ResolvedModel | str | os.PathLike) -> ResolvedModel:
     return model if isinstance(model, ResolvedModel) else resolve(model)
 

@@ -10,6 +10,7 @@ import argparse
 import sys
 import types
 import typing
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -20,36 +21,89 @@ def log_to_stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+_TRUE = ("true", "1", "yes", "on")
+_FALSE = ("false", "0", "no", "off")
+
+
+def parse_bool(text: str) -> bool:
+    """``--flag``, ``--flag true`` and ``--flag false`` all work, as in Olive's examples."""
+    lowered = text.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
 def add_config_arguments(
-    parser: argparse.ArgumentParser, model: type[BaseModel], title: str
+    parser: argparse.ArgumentParser,
+    model: type[BaseModel],
+    title: str,
+    *,
+    short: dict[str, str] | None = None,
+    skip: tuple[str, ...] = (),
 ) -> None:
-    """One ``--field`` per config field; unset flags stay None so defaults live in one place."""
+    """One ``--field`` per config field; unset flags stay None so defaults live in one place.
+
+    ``short`` adds aliases such as ``{"output_path": "-o"}``.
+    """
     group = parser.add_argument_group(title)
+    short = short or {}
     for name, info in model.model_fields.items():
+        if name in skip:
+            continue
         help_text = (info.description or "").replace("%", "%%")
         if info.default not in (None, False) and not callable(info.default_factory):
             help_text += f" (default: {info.default})"
+        if info.is_required():
+            help_text += " (required)"
+        flags = [short[name], f"--{name}"] if name in short else [f"--{name}"]
         kind = _scalar_type(info.annotation)
         if kind is bool:
-            group.add_argument(f"--{name}", action="store_true", default=None, help=help_text)
+            group.add_argument(
+                *flags, type=parse_bool, nargs="?", const=True, default=None, help=help_text
+            )
         else:
-            group.add_argument(f"--{name}", type=kind, default=None, help=help_text)
+            group.add_argument(*flags, type=kind, default=None, help=help_text)
 
 
-def config_from_args(model: type[BaseModel], args: argparse.Namespace, **extra: Any) -> Any:
-    """Build ``model`` from the flags that were given; errors name the flag."""
-    from slmops.config import ConfigError, describe_validation_error
+def config_from_args(
+    model: type[BaseModel],
+    args: argparse.Namespace,
+    *,
+    config_file: Path | None = None,
+    **extra: Any,
+) -> Any:
+    """Build ``model`` from ``config_file`` (YAML) overlaid with the flags that were given.
 
-    values = {
+    Errors name the flag (``--lora_r: ...``) or the file and key (``run.yaml: lora_r: ...``).
+    """
+    from slmops.config import ConfigError, describe_validation_error, read_yaml_mapping
+
+    file_values = read_yaml_mapping(config_file) if config_file else {}
+    unknown = sorted(set(file_values) - set(model.model_fields))
+    if unknown:
+        raise ConfigError(
+            f"{config_file}: unknown setting{'s' if len(unknown) > 1 else ''} "
+            f"{', '.join(unknown)}; see --help for the names"
+        )
+    flag_values = {
         name: getattr(args, name)
         for name in model.model_fields
         if getattr(args, name, None) is not None
     }
-    values.update(extra)
+    flag_values.update(extra)
     try:
-        return model.model_validate(values)
+        return model.model_validate({**file_values, **flag_values})
     except ValidationError as exc:
-        raise ConfigError(describe_validation_error(exc, source=None, flag_style=True)) from None
+        in_file = None if config_file is None else set(file_values) - set(flag_values)
+        message = describe_validation_error(
+            exc,
+            source=str(config_file) if config_file else None,
+            flag_style=True,
+            file_keys=in_file,
+        )
+        raise ConfigError(message) from None
 
 
 def _scalar_type(annotation: Any) -> type:

@@ -1,0 +1,142 @@
+"""The model side of fine-tuning: load the base (4-bit for QLoRA), attach a LoRA/DoRA
+adapter to the right layers, and merge a trained adapter into a full-precision base."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from slmops.artifacts import atomic_directory
+from slmops.config import ConfigError
+from slmops.devices import Placement
+from slmops.errors import ModelError
+from slmops.models import ResolvedModel, load_causal_lm
+from slmops.training_config import FinetuneConfig
+
+
+def _linear_types() -> tuple[type, ...]:
+    import torch
+    from transformers.pytorch_utils import Conv1D  # GPT-2 style projections
+
+    return (torch.nn.Linear, Conv1D)
+
+
+def linear_layer_names(model) -> list[str]:
+    """Leaf names of the attention/MLP projections (q_proj, up_proj, c_attn...): every
+    linear layer except the output head, which LoRA leaves to ``modules_to_save``."""
+    head = model.get_output_embeddings()
+    names = {
+        name.rsplit(".", 1)[-1]
+        for name, module in model.named_modules()
+        if isinstance(module, _linear_types()) and module is not head
+    }
+    return sorted(names)
+
+
+def resolve_target_modules(model, requested: list[str] | None) -> list[str]:
+    """``requested`` checked against the model, or all of its projections."""
+    available = linear_layer_names(model)
+    if not requested:
+        if not available:
+            raise ModelError("the model has no linear layers an adapter could attach to")
+        return available
+    missing = [name for name in requested if name not in available]
+    if missing:
+        raise ConfigError(
+            f"--target_modules: {', '.join(missing)} "
+            f"{'is' if len(missing) == 1 else 'are'} not a linear layer of this model; "
+            f"its linear layers are: {', '.join(available)}"
+        )
+    return list(requested)
+
+
+def check_modules_to_save(model, requested: list[str] | None) -> None:
+    if not requested:
+        return
+    present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules() if name}
+    missing = [name for name in requested if name not in present]
+    if missing:
+        head = model.get_output_embeddings()
+        head_name = next((n for n, m in model.named_modules() if m is head), None)
+        raise ConfigError(
+            f"--modules_to_save: no module named {', '.join(missing)} in this model"
+            + (f" (its output head is {head_name!r})" if head_name else "")
+        )
+
+
+def require_bitsandbytes() -> None:
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise ConfigError(
+            "--method qlora needs bitsandbytes (4-bit weights), which is not installed: "
+            "run `pip install bitsandbytes>=0.45` (CPU and CUDA), or use --method lora"
+        )
+
+
+def load_base(resolved: ResolvedModel, config: FinetuneConfig, placement: Placement):
+    """The base model, ready for training: float weights, or nf4/fp4 ones for QLoRA."""
+    import torch
+
+    kwargs: dict = {"dtype": getattr(torch, placement.weights_dtype)}
+    if config.method == "qlora":
+        require_bitsandbytes()
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type=config.bnb_4bit_quant_type,
+            bnb_4bit_use_double_quant=config.bnb_4bit_use_double_quant,
+            bnb_4bit_compute_dtype=getattr(torch, placement.compute_dtype),
+        )
+        kwargs["device_map"] = {"": 0 if placement.on_gpu else "cpu"}
+        kwargs["dtype"] = getattr(torch, placement.compute_dtype)
+    model = load_causal_lm(resolved, trust_remote_code=config.trust_remote_code, **kwargs)
+    model.config.use_cache = False  # a KV cache is useless in training and breaks packing
+    return model
+
+
+def attach_adapter(model, config: FinetuneConfig):
+    """A PEFT model with only the adapter (and ``modules_to_save``) trainable."""
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    targets = resolve_target_modules(model, config.target_modules)
+    check_modules_to_save(model, config.modules_to_save)
+    if config.method == "qlora":
+        # Casts norms to float32 and readies inputs for checkpointing, as QLoRA needs.
+        model = prepare_model_for_kbit_training(
+            model,
+            use_gradient_checkpointing=config.gradient_checkpointing,
+            gradient_checkpointing_kwargs={"use_reentrant": False},
+        )
+    peft_config = LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=targets,
+        modules_to_save=config.modules_to_save,
+        use_dora=config.method == "dora",
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, peft_config), targets
+
+
+def merge_into_base(
+    resolved: ResolvedModel,
+    adapter_dir: Path,
+    out_dir: Path,
+    tokenizer,
+    *,
+    trust_remote_code: bool = False,
+) -> Path:
+    """Load the base in float32 (never the 4-bit QLoRA weights), merge the adapter into it
+    and save a plain Hugging Face folder, ready for export."""
+    import torch
+    from peft import PeftModel
+
+    base = load_causal_lm(resolved, trust_remote_code=trust_remote_code, dtype=torch.float32)
+    merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
+    merged.config.use_cache = True
+    with atomic_directory(out_dir) as tmp:
+        merged.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+    return out_dir

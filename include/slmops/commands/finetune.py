@@ -1,0 +1,55 @@
+"""``slmops finetune``: LoRA / QLoRA / DoRA / full fine-tuning (flags as ``olive finetune``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from slmops.commands import add_config_arguments, config_from_args, log_to_stderr
+from slmops.training_config import FinetuneConfig
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "finetune",
+        help="fine-tune a model with LoRA, QLoRA, DoRA or in full",
+        description="Loads and formats the data (same flags as `slmops validate`), trains "
+        "with transformers + peft, evaluates on the eval split as it goes and keeps the "
+        "best checkpoint. Writes OUTPUT_PATH/adapter, OUTPUT_PATH/merged and "
+        "OUTPUT_PATH/training_metrics.json. Rerunning with the same output path resumes "
+        "from the last checkpoint.",
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="RUN_YAML",
+        help="YAML file with any of the settings below (flags given too win over it)",
+    )
+    add_config_arguments(
+        parser,
+        FinetuneConfig,
+        "settings",
+        short={"model_name_or_path": "-m", "output_path": "-o"},
+    )
+    parser.set_defaults(func=_finetune)
+
+
+def _finetune(args: argparse.Namespace) -> int:
+    from slmops.training import run
+
+    config = config_from_args(FinetuneConfig, args, config_file=args.config)
+    result = run(config, log=log_to_stderr)
+    metrics = result.metrics
+    summary = {
+        "run_dir": str(result.run_dir),
+        "adapter": str(result.adapter_path) if result.adapter_path else None,
+        "merged": str(result.merged_path) if result.merged_path else None,
+        "global_step": metrics["global_step"],
+        "final_train_loss": metrics["final_train_loss"],
+        "best_eval_loss": metrics["best_eval_loss"],
+        "tokens_per_second": metrics["tokens_per_second"],
+        "reused": result.reused,
+    }
+    print(json.dumps(summary, indent=2))
+    return 0
