@@ -36,15 +36,17 @@ setup: $(STAMP)
 	@$(PY) -m slmops models pull $(BASE_MODEL) --quiet
 
 # Until the Airflow DAG lands, the demo runs the stages that exist from the CLI.
-TONE_TEMPLATE := <|im_start|>user\n{phrase}<|im_end|>\n<|im_start|>assistant\n{tone}
+TONE_RUN := include/configs/finetune/phrase_tones.yaml
 
 demo: setup
 	@$(PY) -m slmops models list
 	@$(PY) -m slmops generate -m $(BASE_MODEL) --max_new_tokens 32 \
 		--prompt "What is the capital of France?"
-	@$(PY) -m slmops validate -m $(BASE_MODEL) --suite phrase_tones \
-		--data_files include/data/phrase_tones.jsonl --text_template '$(TONE_TEMPLATE)' \
+	@$(PY) -m slmops validate --config $(TONE_RUN) --suite phrase_tones \
 		--output_path artifacts/demo/validation
+	@# ~10 min on 2 CPU cores; a second `make demo` finds the finished run and reuses it.
+	@$(PY) -m slmops finetune --config $(TONE_RUN) --output_path artifacts/demo/finetune
+	@$(PY) benchmarks/tone_accuracy.py artifacts/demo/finetune
 
 test: setup
 	@$(PY) -m pytest tests
@@ -63,8 +65,10 @@ format: $(STAMP)
 	@$(VENV)/bin/ruff format .
 	@$(VENV)/bin/ruff check --fix .
 
+BENCHMARKS := benchmarks/bench_model_verify.py benchmarks/train_throughput.py
+
 bench: setup
-	@for script in benchmarks/*.py; do echo "== $$script"; $(PY) $$script; done
+	@for script in $(BENCHMARKS); do echo "== $$script"; $(PY) $$script; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info include/*.egg-info

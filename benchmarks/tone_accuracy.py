@@ -2,7 +2,8 @@
 
 Reads the run's own settings from training_metrics.json, rebuilds the same eval split
 (same data, formatting and seed), greedily generates every answer with the base model and
-with the merged fine-tuned model, and compares the first word with the label.
+with the merged fine-tuned model, and scores an answer by the first label word it contains
+(lenient to the base model, which answers in sentences).
 
     python benchmarks/tone_accuracy.py RUN_DIR [--json OUT.json]
 
@@ -25,16 +26,18 @@ from slmops.models import load_causal_lm, load_tokenizer, quiet_transformers, re
 from slmops.training_config import FinetuneConfig
 
 
-def first_word(text: str) -> str:
-    match = re.search(r"[A-Za-z]+", text)
-    return match.group(0).lower() if match else ""
+def predicted_label(answer: str, label_set: set[str]) -> str:
+    """The first word of ``answer`` that is a label, else its first word."""
+    words = re.findall(r"[A-Za-z]+", answer.lower())
+    return next((word for word in words if word in label_set), words[0] if words else "")
 
 
 def accuracy(model_path: Path, prompts: list[str], labels: list[str]) -> tuple[float, list[str]]:
     tokenizer = load_tokenizer(str(model_path))
     model = load_causal_lm(str(model_path))
-    answers = greedy_complete(model, tokenizer, prompts, max_new_tokens=8, batch_size=16)
-    predictions = [first_word(answer) for answer in answers]
+    answers = greedy_complete(model, tokenizer, prompts, max_new_tokens=24, batch_size=16)
+    label_set = {label.lower() for label in labels}
+    predictions = [predicted_label(answer, label_set) for answer in answers]
     correct = sum(p == label.lower() for p, label in zip(predictions, labels, strict=True))
     return correct / len(labels), predictions
 

@@ -67,13 +67,10 @@ def write_jsonl(tmp_path):
     return write
 
 
-TINY_TONE_TEMPLATE = "<|im_start|>user\n{phrase}<|im_end|>\n<|im_start|>assistant\n{tone}"
-
-
 @pytest.fixture
 def finetune_config(tmp_path, tiny_model_dir, write_jsonl):
     """A factory of short fine-tuning configs on the tiny model and 120 tone rows."""
-    from slmops.testing import tone_rows
+    from slmops.testing import TONE_TEMPLATE, tone_rows
     from slmops.training_config import FinetuneConfig
 
     data = write_jsonl(tone_rows(120), "tones.jsonl")
@@ -82,7 +79,7 @@ def finetune_config(tmp_path, tiny_model_dir, write_jsonl):
         settings = {
             "model_name_or_path": str(tiny_model_dir),
             "data_files": [str(data)],
-            "text_template": TINY_TONE_TEMPLATE,
+            "text_template": TONE_TEMPLATE,
             "label_field": "tone",
             "output_path": tmp_path / "run",
             "max_steps": 6,

@@ -18,6 +18,8 @@ CHATML_TEMPLATE = (
     "{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
 )
+# The tone rows as a ChatML conversation: the answer (completion) is the {tone} label.
+TONE_TEMPLATE = "<|im_start|>user\n{phrase}<|im_end|>\n<|im_start|>assistant\n{tone}"
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 
 TONES = ("joyful", "angry", "sad", "fearful", "surprised", "neutral")

@@ -322,7 +322,8 @@ def _claim_run_dir(config: FinetuneConfig, fingerprint: str, log: Log) -> bool:
         for name in present:
             path = run_dir / name
             shutil.rmtree(path) if path.is_dir() else path.unlink()
-    elif present:
+    # A record alone means an attempt that failed before training: its settings may change.
+    elif set(present) - {RUN_RECORD}:
         if not record_path.is_file():
             raise ConfigError(
                 f"{run_dir} holds {', '.join(present)} from an unknown run; choose another "

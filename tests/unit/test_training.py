@@ -283,6 +283,9 @@ def test_a_missing_target_module_lists_the_existing_ones(finetune_config):
         ConfigError, match="c_attn is not a linear layer.*its linear layers are: down_proj"
     ):
         run(finetune_config(target_modules=["c_attn"]))
+    # Nothing was trained, so the corrected command may use the same output path.
+    fixed = run(finetune_config(target_modules=["q_proj", "v_proj"], max_steps=1, eval_steps=1))
+    assert fixed.metrics["target_modules"] == ["q_proj", "v_proj"]
 
 
 def test_an_empty_training_file_is_refused_before_any_model_loads(finetune_config, write_jsonl):

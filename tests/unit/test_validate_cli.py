@@ -110,3 +110,20 @@ def test_flags_carry_the_config_descriptions(capsys):
     assert "--text_template TEXT_TEMPLATE" in out
     assert "(default: 0.1)" in " ".join(out.split())
     assert "--use_chat_template" in out and "--suite SUITE" in out
+
+
+def test_a_finetune_run_config_supplies_the_data_settings(
+    tiny_model_dir, write_jsonl, tmp_path, capsys
+):
+    path = write_jsonl(tone_rows(60))
+    run_yaml = tmp_path / "run.yaml"
+    run_yaml.write_text(
+        f"model_name_or_path: {tiny_model_dir}\ndata_files: {path}\nlabel_field: tone\n"
+        f"text_template: {json.dumps(TEMPLATE)}\nmethod: qlora\nlora_r: 8\nmax_seq_len: 96\n"
+    )
+    code = main(["validate", "--config", str(run_yaml), "-o", str(tmp_path / "report")])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "stratified by 'tone'" in err
+    report = json.loads((tmp_path / "report" / "validation.json").read_text())
+    assert report["data"]["max_seq_len"] == 96

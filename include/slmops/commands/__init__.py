@@ -72,17 +72,22 @@ def config_from_args(
     args: argparse.Namespace,
     *,
     config_file: Path | None = None,
+    ignore_other_keys: bool = False,
     **extra: Any,
 ) -> Any:
     """Build ``model`` from ``config_file`` (YAML) overlaid with the flags that were given.
 
     Errors name the flag (``--lora_r: ...``) or the file and key (``run.yaml: lora_r: ...``).
+    ``ignore_other_keys`` reads only ``model``'s keys from the file (``slmops validate``
+    takes the data settings out of a whole run config).
     """
     from slmops.config import ConfigError, describe_validation_error, read_yaml_mapping
 
     file_values = read_yaml_mapping(config_file) if config_file else {}
     unknown = sorted(set(file_values) - set(model.model_fields))
-    if unknown:
+    if ignore_other_keys:
+        file_values = {key: value for key, value in file_values.items() if key not in unknown}
+    elif unknown:
         raise ConfigError(
             f"{config_file}: unknown setting{'s' if len(unknown) > 1 else ''} "
             f"{', '.join(unknown)}; see --help for the names"

@@ -18,6 +18,13 @@ def register(subparsers) -> None:
         "runs a Great Expectations suite over it. Prints a summary; exits 1 and names "
         "every failed check and its rows when the suite fails.",
     )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="RUN_YAML",
+        help="a `slmops finetune` run config: its data settings, model and max_seq_len are "
+        "used (flags given too win over it)",
+    )
     add_config_arguments(parser, DataConfig, "data")
     group = parser.add_argument_group("validation")
     group.add_argument(
@@ -32,7 +39,6 @@ def register(subparsers) -> None:
     group.add_argument(
         "-m",
         "--model_name_or_path",
-        default=DEFAULT_MODEL,
         help=f"model whose tokenizer counts tokens (default: {DEFAULT_MODEL})",
     )
     group.add_argument("--trust_remote_code", action="store_true")
@@ -43,15 +49,22 @@ def register(subparsers) -> None:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from slmops.config import SuiteConfig
+    from slmops.config import SuiteConfig, read_yaml_mapping
     from slmops.models import load_tokenizer, resolve
     from slmops.validation import load_suite, validate
 
-    data_config = config_from_args(DataConfig, args)
+    data_config = config_from_args(
+        DataConfig, args, config_file=args.config, ignore_other_keys=True
+    )
+    run_settings = read_yaml_mapping(args.config) if args.config else {}
     suite = load_suite(args.suite)
-    if args.max_seq_len is not None:  # re-validated, so the suite's bounds apply to the flag
-        suite = config_from_args(SuiteConfig, args, **suite.model_dump(exclude={"max_seq_len"}))
-    model = resolve(args.model_name_or_path, log=log_to_stderr)
+    max_seq_len = args.max_seq_len or run_settings.get("max_seq_len")
+    if max_seq_len is not None:  # re-validated, so the suite's bounds apply to it
+        suite = config_from_args(
+            SuiteConfig, args, **suite.model_dump(exclude={"max_seq_len"}), max_seq_len=max_seq_len
+        )
+    model_name = args.model_name_or_path or run_settings.get("model_name_or_path") or DEFAULT_MODEL
+    model = resolve(model_name, log=log_to_stderr)
     tokenizer = load_tokenizer(model, trust_remote_code=args.trust_remote_code)
     validate(data_config, suite, tokenizer, output_dir=args.output_path, log=log_to_stderr)
     return 0
