@@ -10,16 +10,15 @@ returns the finished run as it is; other settings on the same path are refused.
 from __future__ import annotations
 
 import gc
-import json
 import resource
-import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from slmops import __version__
-from slmops.adapters import attach_adapter, load_base, merge_into_base
+from slmops.adapters import attach_adapter, load_base, merge_into_base, require_bitsandbytes
 from slmops.artifacts import atomic_directory, atomic_write_json
 from slmops.batching import PackedCollator, PaddingCollator, encode_examples, pack
 from slmops.config import ConfigError
@@ -30,43 +29,54 @@ from slmops.models import ResolvedModel, load_tokenizer, quiet_transformers, res
 from slmops.progress import Log, no_log
 from slmops.trainer import NonFiniteLossError, build_trainer, load_loss_hook
 from slmops.training_config import ADAPTER_METHODS, FinetuneConfig
-
-RUN_RECORD = "run.json"
-METRICS_NAME = "training_metrics.json"
-CHECKPOINTS = "checkpoints"
-ADAPTER = "adapter"
-MERGED = "merged"
-TENSORBOARD = "tensorboard"
-_RUN_ENTRIES = (RUN_RECORD, METRICS_NAME, CHECKPOINTS, ADAPTER, MERGED, TENSORBOARD)
+from slmops.training_runs import (
+    ADAPTER,
+    CHECKPOINTS,
+    MERGED,
+    METRICS_NAME,
+    TENSORBOARD,
+    TrainingResult,
+    claim,
+    exclusive,
+    finished_result,
+    last_checkpoint,
+)
 
 
 class TrainingError(SlmopsError):
     """Training stopped before it produced a model."""
 
 
-@dataclass
-class TrainingResult:
-    run_dir: Path
-    adapter_path: Path | None  # None for full fine-tuning
-    merged_path: Path | None  # None when merge_adapter is off
-    metrics: dict
-    reused: bool = False  # the run was already complete; nothing was trained
-
-    @property
-    def metrics_path(self) -> Path:
-        return self.run_dir / METRICS_NAME
-
-
 def run(config: FinetuneConfig, *, log: Log = no_log, callbacks: Sequence = ()) -> TrainingResult:
     """Train as ``config`` says; ``callbacks`` are extra transformers TrainerCallbacks."""
     started = time.monotonic()
+    checked = _check(config, log)
+    with exclusive(config.run_dir):
+        if claim(config, checked.data.fingerprint, log):
+            log(f"{config.run_dir} already holds this finished run; nothing to train")
+            return finished_result(config)
+        return _train(checked, log, callbacks, started)
+
+
+@dataclass
+class _Checked:
+    """Everything a run needs, verified before its folder is touched."""
+
+    config: FinetuneConfig
+    placement: Placement
+    loss_hook: Callable | None
+    resolved: ResolvedModel
+    tokenizer: Any
+    data: PreparedData
+    train_rows: list
+    eval_rows: list
+    encoding: dict
+
+
+def _check(config: FinetuneConfig, log: Log) -> _Checked:
     quiet_transformers()
-    resolved = resolve(config.model_name_or_path, log=log)
-    tokenizer = _training_tokenizer(resolved, config)
-    data = prepare(config, tokenizer, log=log)
-    if _claim_run_dir(config, data.fingerprint, log):
-        log(f"{config.run_dir} already holds this finished run; nothing to train")
-        return _finished(config)
+    if config.method == "qlora":
+        require_bitsandbytes()
     placement = place(
         device=config.device,
         torch_dtype=config.torch_dtype,
@@ -75,8 +85,17 @@ def run(config: FinetuneConfig, *, log: Log = no_log, callbacks: Sequence = ()) 
         full_weights=config.method == "full",
     )
     loss_hook = load_loss_hook(config.loss) if config.loss else None
+    resolved = resolve(config.model_name_or_path, log=log)
+    tokenizer = _training_tokenizer(resolved, config)
+    data = prepare(config, tokenizer, log=log)
     train_rows, eval_rows, encoding = _encode(config, tokenizer, data, log)
+    return _Checked(
+        config, placement, loss_hook, resolved, tokenizer, data, train_rows, eval_rows, encoding
+    )
 
+
+def _train(checked: _Checked, log: Log, callbacks: Sequence, started: float) -> TrainingResult:
+    config, placement, resolved = checked.config, checked.placement, checked.resolved
     from transformers import set_seed
 
     set_seed(config.seed)
@@ -93,10 +112,10 @@ def run(config: FinetuneConfig, *, log: Log = no_log, callbacks: Sequence = ()) 
     trainable, total = _parameter_counts(model)
     log(f"trainable parameters: {trainable:,} of {total:,} ({100 * trainable / total:.2f}%)")
 
-    trainer = _trainer(config, placement, model, tokenizer, train_rows, eval_rows, loss_hook, log)
+    trainer = _trainer(checked, model, log)
     for callback in callbacks:
         trainer.add_callback(callback)
-    resume_from = _last_checkpoint(config.run_dir / CHECKPOINTS)
+    resume_from = last_checkpoint(config.run_dir / CHECKPOINTS)
     if resume_from is not None:
         log(f"resuming from {resume_from.name}")
     try:
@@ -105,7 +124,7 @@ def run(config: FinetuneConfig, *, log: Log = no_log, callbacks: Sequence = ()) 
         raise _non_finite(exc, config) from None
 
     state = trainer.state
-    adapter_path, merged_path = _save_outputs(config, resolved, trainer, tokenizer, log)
+    adapter_path, merged_path = _save_outputs(config, resolved, trainer, checked.tokenizer, log)
     metrics = {
         "slmops_version": __version__,
         "model": resolved.name,
@@ -132,10 +151,10 @@ def run(config: FinetuneConfig, *, log: Log = no_log, callbacks: Sequence = ()) 
         "trainable_parameters": trainable,
         "total_parameters": total,
         "dataset": {
-            "fingerprint": data.fingerprint,
-            "train_examples": len(data.train),
-            "eval_examples": len(data.eval),
-            **encoding,
+            "fingerprint": checked.data.fingerprint,
+            "train_examples": len(checked.data.train),
+            "eval_examples": len(checked.data.eval),
+            **checked.encoding,
         },
         "config": config.model_dump(mode="json"),
         "outputs": {
@@ -195,7 +214,8 @@ def _encode(config: FinetuneConfig, tokenizer, data: PreparedData, log: Log):
     return train, evaluation, stats
 
 
-def _trainer(config, placement: Placement, model, tokenizer, train, evaluation, loss_hook, log):
+def _trainer(checked: _Checked, model, log: Log):
+    config, placement, tokenizer = checked.config, checked.placement, checked.tokenizer
     from transformers import EarlyStoppingCallback, PrinterCallback, TrainingArguments
 
     from slmops.training_progress import final_step_callback, progress_callback
@@ -247,12 +267,12 @@ def _trainer(config, placement: Placement, model, tokenizer, train, evaluation, 
             multiple_of=8 if placement.on_gpu else None,
         )
     trainer = build_trainer(
-        loss_hook=loss_hook,
+        loss_hook=checked.loss_hook,
         model=model,
         args=args,
         data_collator=collator,
-        train_dataset=train,
-        eval_dataset=evaluation,
+        train_dataset=checked.train_rows,
+        eval_dataset=checked.eval_rows,
         processing_class=tokenizer,
     )
     trainer.remove_callback(PrinterCallback)  # raw log dicts; our progress lines replace them
@@ -311,79 +331,8 @@ def _release(trainer) -> None:
         torch.cuda.empty_cache()
 
 
-def _claim_run_dir(config: FinetuneConfig, fingerprint: str, log: Log) -> bool:
-    """Record this run in its folder; True when the same run already finished there."""
-    run_dir = config.run_dir
-    record_path = run_dir / RUN_RECORD
-    record = {"config": config.identity(), "dataset_fingerprint": fingerprint}
-    present = [name for name in _RUN_ENTRIES if (run_dir / name).exists()]
-    if present and config.overwrite:
-        log(f"--overwrite: removing the previous run in {run_dir}")
-        for name in present:
-            path = run_dir / name
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
-    # A record alone means an attempt that failed before training: its settings may change.
-    elif set(present) - {RUN_RECORD}:
-        if not record_path.is_file():
-            raise ConfigError(
-                f"{run_dir} holds {', '.join(present)} from an unknown run; choose another "
-                "--output_path (or --task_name), or pass --overwrite to replace it"
-            )
-        previous = json.loads(record_path.read_text(encoding="utf-8"))
-        changes = _differences(previous, record)
-        if changes:
-            raise ConfigError(
-                f"{run_dir} holds a run with other settings ({'; '.join(changes)}); a rerun "
-                "resumes only with the same settings and data. Choose another --output_path "
-                "(or --task_name), or pass --overwrite to start over"
-            )
-        return (run_dir / METRICS_NAME).is_file()
-    atomic_write_json(record_path, record)
-    return False
-
-
-def _differences(previous: dict, current: dict) -> list[str]:
-    changes = [
-        f"{name}: {previous['config'].get(name)!r} -> {value!r}"
-        for name, value in current["config"].items()
-        if previous.get("config", {}).get(name) != value
-    ]
-    if previous.get("dataset_fingerprint") != current["dataset_fingerprint"]:
-        changes.append("the training data differ")
-    return changes
-
-
-def _finished(config: FinetuneConfig) -> TrainingResult:
-    metrics = json.loads((config.run_dir / METRICS_NAME).read_text(encoding="utf-8"))
-    outputs = metrics.get("outputs", {})
-    return TrainingResult(
-        config.run_dir,
-        config.run_dir / outputs["adapter"] if outputs.get("adapter") else None,
-        config.run_dir / outputs["merged"] if outputs.get("merged") else None,
-        metrics,
-        reused=True,
-    )
-
-
-def _last_checkpoint(folder: Path) -> Path | None:
-    """The newest complete checkpoint; one cut short by a crash (no trainer_state.json,
-    which transformers writes last) is deleted so the previous one is used."""
-    if not folder.is_dir():
-        return None
-    steps = sorted(
-        (int(path.name.rsplit("-", 1)[1]), path)
-        for path in folder.glob("checkpoint-*")
-        if path.is_dir() and path.name.rsplit("-", 1)[1].isdigit()
-    )
-    for _, path in reversed(steps):
-        if (path / "trainer_state.json").is_file():
-            return path
-        shutil.rmtree(path, ignore_errors=True)
-    return None
-
-
 def _non_finite(exc: NonFiniteLossError, config: FinetuneConfig) -> TrainingError:
-    last = _last_checkpoint(config.run_dir / CHECKPOINTS)
+    last = last_checkpoint(config.run_dir / CHECKPOINTS)
     kept = (
         f"the last good checkpoint is {last} (a rerun with the same settings resumes from it)"
         if last

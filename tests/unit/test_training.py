@@ -307,3 +307,41 @@ def test_examples_that_lose_every_answer_token_are_refused(finetune_config):
 def test_nothing_nan_in_the_logged_history(finetune_config):
     result = run(finetune_config(max_steps=2, eval_steps=2))
     assert all(math.isfinite(e["loss"]) for e in result.metrics["train_loss_history"])
+
+
+def test_qlora_without_bitsandbytes_fails_before_anything_is_written(finetune_config, monkeypatch):
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "bitsandbytes" else real_find_spec(name, *a),
+    )
+    config = finetune_config(method="qlora")
+    with pytest.raises(ConfigError, match="--method qlora needs bitsandbytes"):
+        run(config)
+    assert not config.output_path.exists()
+
+
+def test_a_second_process_on_the_same_folder_is_refused(finetune_config):
+    from filelock import FileLock
+
+    from slmops.training_runs import LOCK_NAME
+
+    config = finetune_config(max_steps=1, eval_steps=1)
+    config.output_path.mkdir(parents=True)
+    with FileLock(str(config.output_path / LOCK_NAME)):
+        with pytest.raises(ConfigError, match="being written by another slmops finetune"):
+            run(config)
+    assert run(config).metrics["global_step"] == 1
+
+
+def test_gradient_accumulation_feeds_more_rows_per_step(finetune_config, tmp_path):
+    single = run(finetune_config(output_path=tmp_path / "a", max_steps=2, eval_steps=2))
+    double = run(
+        finetune_config(
+            output_path=tmp_path / "b", max_steps=2, eval_steps=2, gradient_accumulation_steps=2
+        )
+    )
+    assert double.metrics["train_tokens"] > 1.5 * single.metrics["train_tokens"]
