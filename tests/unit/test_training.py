@@ -331,9 +331,11 @@ def test_a_second_process_on_the_same_folder_is_refused(finetune_config):
 
     config = finetune_config(max_steps=1, eval_steps=1)
     config.output_path.mkdir(parents=True)
-    with FileLock(str(config.output_path / LOCK_NAME)):
-        with pytest.raises(ConfigError, match="being written by another slmops finetune"):
-            run(config)
+    with (
+        FileLock(str(config.output_path / LOCK_NAME)),
+        pytest.raises(ConfigError, match="being written by another slmops finetune"),
+    ):
+        run(config)
     assert run(config).metrics["global_step"] == 1
 
 
