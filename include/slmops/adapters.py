@@ -114,6 +114,10 @@ def attach_adapter(model, config: FinetuneConfig):
         target_modules=targets,
         modules_to_save=config.modules_to_save,
         use_dora=config.method == "dora",
+        # A trained lm_head of a tied model must stay tied to the embeddings, or the merged
+        # model silently gets two different matrices.
+        ensure_weight_tying=bool(config.modules_to_save)
+        and bool(getattr(model.config, "tie_word_embeddings", False)),
         bias="none",
         task_type="CAUSAL_LM",
     )

@@ -347,3 +347,18 @@ def test_gradient_accumulation_feeds_more_rows_per_step(finetune_config, tmp_pat
         )
     )
     assert double.metrics["train_tokens"] > 1.5 * single.metrics["train_tokens"]
+
+
+def test_epochs_set_the_length_when_max_steps_is_not_given(finetune_config):
+    # 108 training rows, batch 4: one epoch is 27 steps; lm_head trains in full beside it.
+    result = run(
+        finetune_config(max_steps=None, num_train_epochs=1, eval_steps=9, modules_to_save="lm_head")
+    )
+    assert result.metrics["global_step"] == 27
+    assert [e["step"] for e in result.metrics["eval_loss_history"]] == [9, 18, 27]
+    assert "base_model.model.lm_head.weight" in adapter_weights(result.run_dir)
+    merged = load_causal_lm(str(result.merged_path))
+    base = load_causal_lm(str(result.metrics["model_path"]))
+    head, embeddings = merged.lm_head.weight, merged.model.embed_tokens.weight
+    assert torch.equal(head, embeddings)  # still tied after merging
+    assert not torch.equal(head, base.lm_head.weight)

@@ -64,7 +64,8 @@ def add_config_arguments(
                 *flags, type=parse_bool, nargs="?", const=True, default=None, help=help_text
             )
         else:
-            group.add_argument(*flags, type=kind, default=None, help=help_text)
+            choices = _choices(info.annotation)
+            group.add_argument(*flags, type=kind, choices=choices, default=None, help=help_text)
 
 
 def config_from_args(
@@ -109,6 +110,13 @@ def config_from_args(
             file_keys=in_file,
         )
         raise ConfigError(message) from None
+
+
+def _choices(annotation: Any) -> list[str] | None:
+    """The values of a ``Literal[...]`` setting, so ``--help`` lists them."""
+    if typing.get_origin(annotation) is typing.Literal:
+        return list(typing.get_args(annotation))
+    return None
 
 
 def _scalar_type(annotation: Any) -> type:

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from slmops.commands import add_config_arguments, config_from_args, log_to_stderr
+from slmops.config import DataConfig
 from slmops.training_config import FinetuneConfig
 
 
@@ -26,11 +27,14 @@ def register(subparsers) -> None:
         metavar="RUN_YAML",
         help="YAML file with any of the settings below (flags given too win over it)",
     )
+    data_fields = tuple(name for name in DataConfig.model_fields if name != "seed")
+    add_config_arguments(parser, DataConfig, "data", skip=("seed",))
     add_config_arguments(
         parser,
         FinetuneConfig,
-        "settings",
+        "training",
         short={"model_name_or_path": "-m", "output_path": "-o"},
+        skip=data_fields,
     )
     parser.set_defaults(func=_finetune)
 
