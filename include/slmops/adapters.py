@@ -144,3 +144,21 @@ def merge_into_base(
         merged.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
     return out_dir
+
+
+def load_checkpoint_weights(model, checkpoint: Path) -> None:
+    """Put a Trainer checkpoint's trained weights (adapter, or the whole model) into ``model``."""
+    from safetensors.torch import load_file
+
+    adapter_file = checkpoint / "adapter_model.safetensors"
+    if adapter_file.is_file():
+        from peft import set_peft_model_state_dict
+
+        set_peft_model_state_dict(model, load_file(adapter_file))
+    elif (checkpoint / "model.safetensors").is_file():
+        # Tied weights (lm_head) are saved once, so the state dict is not strictly complete.
+        model.load_state_dict(load_file(checkpoint / "model.safetensors"), strict=False)
+    else:
+        from transformers.modeling_utils import load_sharded_checkpoint
+
+        load_sharded_checkpoint(model, checkpoint, strict=False)

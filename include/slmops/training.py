@@ -1,10 +1,9 @@
 """Fine-tuning: ``run(config) -> TrainingResult`` (LoRA, QLoRA, DoRA or full).
 
-A run folder holds ``run.json`` (what is being learned), ``checkpoints/``, then, once
-training is over, ``adapter/`` (PEFT, safetensors), ``merged/`` (a float32 Hugging Face
-model) and ``training_metrics.json``, written last: its presence means the run is
-complete. Running again with the same output path resumes from the last checkpoint, or
-returns the finished run as it is; other settings on the same path are refused.
+Settings, model, data and tokenization are checked first; then, holding the run folder
+(see ``slmops.training_runs``), the model is trained with transformers' Trainer + peft,
+resuming from the folder's last checkpoint if it has one, and ``adapter/``, ``merged/``
+and ``training_metrics.json`` are written, in that order.
 """
 
 from __future__ import annotations
@@ -18,7 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from slmops import __version__
-from slmops.adapters import attach_adapter, load_base, merge_into_base, require_bitsandbytes
+from slmops.adapters import (
+    attach_adapter,
+    load_base,
+    load_checkpoint_weights,
+    merge_into_base,
+    require_bitsandbytes,
+)
 from slmops.artifacts import atomic_directory, atomic_write_json
 from slmops.batching import PackedCollator, PaddingCollator, encode_examples, pack
 from slmops.config import ConfigError
@@ -36,9 +41,11 @@ from slmops.training_runs import (
     METRICS_NAME,
     TENSORBOARD,
     TrainingResult,
+    best_checkpoint,
     claim,
     exclusive,
     finished_result,
+    finished_training,
     last_checkpoint,
 )
 
@@ -118,10 +125,18 @@ def _train(checked: _Checked, log: Log, callbacks: Sequence, started: float) -> 
     resume_from = last_checkpoint(config.run_dir / CHECKPOINTS)
     if resume_from is not None:
         log(f"resuming from {resume_from.name}")
-    try:
-        output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-    except NonFiniteLossError as exc:
-        raise _non_finite(exc, config) from None
+    finished = finished_training(resume_from) if resume_from else None
+    if finished:
+        best = best_checkpoint(finished, config.run_dir / CHECKPOINTS, resume_from)
+        log(f"training had reached its last step; restoring the best checkpoint, {best.name}")
+        load_checkpoint_weights(trainer.model, best)
+        trainer.state, runtime = finished, 0.0
+    else:
+        try:
+            output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+        except NonFiniteLossError as exc:
+            raise _non_finite(exc, config) from None
+        runtime = output.metrics["train_runtime"]
 
     state = trainer.state
     adapter_path, merged_path = _save_outputs(config, resolved, trainer, checked.tokenizer, log)
@@ -144,8 +159,8 @@ def _train(checked: _Checked, log: Log, callbacks: Sequence, started: float) -> 
         "best_eval_loss": state.best_metric,
         "resumed_from": resume_from.name if resume_from else None,
         "train_tokens": trainer.train_tokens,
-        "train_runtime_s": round(output.metrics["train_runtime"], 3),
-        "tokens_per_second": round(trainer.train_tokens / output.metrics["train_runtime"], 2),
+        "train_runtime_s": round(runtime, 3),
+        "tokens_per_second": round(trainer.train_tokens / runtime, 2) if runtime else 0.0,
         "model_memory_mb": round(base_memory / 2**20, 2),
         "peak_memory_mb": _peak_memory_mb(placement),
         "trainable_parameters": trainable,

@@ -134,3 +134,24 @@ def last_checkpoint(folder: Path) -> Path | None:
             return path
         shutil.rmtree(path, ignore_errors=True)
     return None
+
+
+def finished_training(checkpoint: Path):
+    """The TrainerState of ``checkpoint`` if it is the run's last step, else None.
+
+    transformers resumed from a final checkpoint trains one step too many, so such a run
+    is completed from the checkpoint instead of resumed.
+    """
+    from transformers import TrainerState
+
+    state = TrainerState.load_from_json(str(checkpoint / "trainer_state.json"))
+    return state if state.max_steps and state.global_step >= state.max_steps else None
+
+
+def best_checkpoint(state, checkpoints: Path, fallback: Path) -> Path:
+    """The best checkpoint named by ``state``, found in this run's folder even if moved."""
+    if state.best_model_checkpoint:
+        candidate = checkpoints / Path(state.best_model_checkpoint).name
+        if candidate.is_dir():
+            return candidate
+    return fallback

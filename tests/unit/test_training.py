@@ -362,3 +362,40 @@ def test_epochs_set_the_length_when_max_steps_is_not_given(finetune_config):
     head, embeddings = merged.lm_head.weight, merged.model.embed_tokens.weight
     assert torch.equal(head, embeddings)  # still tied after merging
     assert not torch.equal(head, base.lm_head.weight)
+
+
+class StopAtEnd(Exception):
+    pass
+
+
+def stop_after_training():
+    from transformers import TrainerCallback
+
+    class Stop(TrainerCallback):
+        def on_train_end(self, args, state, control, **kwargs):
+            raise StopAtEnd
+
+    return Stop()
+
+
+@pytest.mark.parametrize("method", ["lora", "full"])
+def test_a_run_stopped_after_its_last_step_is_completed_without_more_training(
+    finetune_config, tmp_path, method
+):
+    settings = {"method": method, "max_steps": 4, "eval_steps": 2}
+    unbroken = run(finetune_config(output_path=tmp_path / "unbroken", **settings))
+    config = finetune_config(output_path=tmp_path / "broken", **settings)
+    with pytest.raises(StopAtEnd):
+        run(config, callbacks=[stop_after_training()])
+    logged = []
+    completed = run(config, log=logged.append)
+    assert any("training had reached its last step" in line for line in logged)
+    assert completed.metrics["global_step"] == 4  # not one step more
+    assert completed.metrics["best_checkpoint"] == unbroken.metrics["best_checkpoint"]
+    folder = "adapter" if method == "lora" else "merged"
+    name = "adapter_model.safetensors" if method == "lora" else "model.safetensors"
+    expected = load_file(unbroken.run_dir / folder / name)
+    actual = load_file(completed.run_dir / folder / name)
+    assert expected.keys() == actual.keys()
+    for key, tensor in expected.items():
+        torch.testing.assert_close(actual[key], tensor)
