@@ -1,0 +1,63 @@
+"""`slmops finetune` on the real bundled SmolLM2 with the shipped tone run config (a few
+steps each: the 200-step accuracy run is `make demo` / benchmarks/tone_accuracy.py)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+TONE_RUN = ROOT / "include" / "configs" / "finetune" / "phrase_tones.yaml"
+
+
+def finetune(out: Path, *flags: str) -> dict:
+    command = [
+        sys.executable, "-m", "slmops", "finetune", "--config", str(TONE_RUN), "-o", str(out),
+        "--max_steps", "2", "--eval_steps", "2", "--logging_steps", "1",
+        "--max_eval_samples", "8", *flags,
+    ]  # fmt: skip
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "step 2/2" in done.stderr
+    return json.loads((out / "training_metrics.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def lora_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("lora") / "run"
+    return out, finetune(out)
+
+
+def test_lora_on_the_bundled_model_writes_a_loadable_merged_model(lora_run):
+    from slmops.inference import greedy_complete
+    from slmops.models import load_causal_lm, load_tokenizer
+
+    out, metrics = lora_run
+    assert metrics["target_modules"] == [
+        "down_proj", "gate_proj", "k_proj", "o_proj", "q_proj", "up_proj", "v_proj",
+    ]  # fmt: skip
+    assert metrics["trainable_parameters"] == 4_884_480  # r=16 on all 7 projections x 30 layers
+    assert metrics["dataset"]["train_examples"] == 567
+    assert metrics["dataset"]["truncated"] == 0
+    assert len(load_file(out / "adapter" / "adapter_model.safetensors")) == 30 * 7 * 2
+    merged = load_causal_lm(str(out / "merged"))
+    assert merged.num_parameters() == 134_515_008
+    tokenizer = load_tokenizer(str(out / "merged"))
+    [answer] = greedy_complete(
+        merged, tokenizer, ["<|im_start|>user\nHi<|im_end|>\n"], max_new_tokens=4
+    )
+    assert isinstance(answer, str)
+
+
+def test_qlora_holds_the_weights_in_a_third_of_lora_memory(lora_run, tmp_path):
+    _, lora = lora_run
+    qlora = finetune(tmp_path / "qlora", "--method", "qlora", "--merge_adapter", "false")
+    ratio = qlora["model_memory_mb"] / lora["model_memory_mb"]
+    assert ratio <= 0.35, ratio
+    assert qlora["final_train_loss"] == pytest.approx(lora["final_train_loss"], rel=0.2)
