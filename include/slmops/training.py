@@ -61,8 +61,19 @@ def run(config: FinetuneConfig, *, log: Log = no_log, callbacks: Sequence = ()) 
     with exclusive(config.run_dir):
         if claim(config, checked.data.fingerprint, log):
             log(f"{config.run_dir} already holds this finished run; nothing to train")
-            return finished_result(config)
+            return _complete_finished(checked, log)
         return _train(checked, log, callbacks, started)
+
+
+def _complete_finished(checked: _Checked, log: Log) -> TrainingResult:
+    """The finished run, plus merged/ if it is asked for now and was not made then."""
+    config = checked.config
+    result = finished_result(config)
+    if config.merge_adapter and result.adapter_path and result.merged_path is None:
+        result.merged_path = _merge(checked, result.adapter_path, log)
+        result.metrics["outputs"]["merged"] = MERGED
+        atomic_write_json(result.metrics_path, result.metrics)
+    return result
 
 
 @dataclass
@@ -139,7 +150,7 @@ def _train(checked: _Checked, log: Log, callbacks: Sequence, started: float) -> 
         runtime = output.metrics["train_runtime"]
 
     state = trainer.state
-    adapter_path, merged_path = _save_outputs(config, resolved, trainer, checked.tokenizer, log)
+    adapter_path, merged_path = _save_outputs(checked, trainer, log)
     metrics = {
         "slmops_version": __version__,
         "model": resolved.name,
@@ -306,17 +317,17 @@ def _trainer(checked: _Checked, model, log: Log):
     return trainer
 
 
-def _save_outputs(config, resolved, trainer, tokenizer, log) -> tuple[Path | None, Path | None]:
-    run_dir = config.run_dir
+def _save_outputs(checked: _Checked, trainer, log: Log) -> tuple[Path | None, Path | None]:
+    config, tokenizer = checked.config, checked.tokenizer
     adapter_path = merged_path = None
     if config.method in ADAPTER_METHODS:
-        adapter_path = run_dir / ADAPTER
+        adapter_path = config.run_dir / ADAPTER
         with atomic_directory(adapter_path) as tmp:
             trainer.model.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
         log(f"adapter saved to {adapter_path}")
     else:
-        merged_path = run_dir / MERGED
+        merged_path = config.run_dir / MERGED
         with atomic_directory(merged_path) as tmp:
             trainer.model.config.use_cache = True
             trainer.model.save_pretrained(tmp)
@@ -324,15 +335,21 @@ def _save_outputs(config, resolved, trainer, tokenizer, log) -> tuple[Path | Non
         log(f"model saved to {merged_path}")
     _release(trainer)
     if adapter_path and config.merge_adapter:
-        merged_path = merge_into_base(
-            resolved,
-            adapter_path,
-            run_dir / MERGED,
-            tokenizer,
-            trust_remote_code=config.trust_remote_code,
-        )
-        log(f"adapter merged into a float32 {resolved.name} at {merged_path}")
+        merged_path = _merge(checked, adapter_path, log)
     return adapter_path, merged_path
+
+
+def _merge(checked: _Checked, adapter_path: Path, log: Log) -> Path:
+    config = checked.config
+    merged_path = merge_into_base(
+        checked.resolved,
+        adapter_path,
+        config.run_dir / MERGED,
+        checked.tokenizer,
+        trust_remote_code=config.trust_remote_code,
+    )
+    log(f"adapter merged into a float32 {checked.resolved.name} at {merged_path}")
+    return merged_path
 
 
 def _release(trainer) -> None:

@@ -399,3 +399,11 @@ def test_a_run_stopped_after_its_last_step_is_completed_without_more_training(
     assert expected.keys() == actual.keys()
     for key, tensor in expected.items():
         torch.testing.assert_close(actual[key], tensor)
+
+
+def test_a_finished_run_gets_its_merged_model_when_asked_later(finetune_config):
+    first = run(finetune_config(max_steps=2, eval_steps=2, merge_adapter=False))
+    assert first.merged_path is None and not (first.run_dir / "merged").exists()
+    again = run(finetune_config(max_steps=2, eval_steps=2))
+    assert again.reused and again.merged_path == again.run_dir / "merged"
+    assert json.loads(again.metrics_path.read_text())["outputs"]["merged"] == "merged"
