@@ -22,7 +22,7 @@ from pathlib import Path
 
 from slmops.data import prepare
 from slmops.inference import greedy_complete
-from slmops.models import load_causal_lm, load_tokenizer, quiet_transformers, resolve
+from slmops.models import load_causal_lm, load_tokenizer, quiet_libraries, resolve
 from slmops.training_config import FinetuneConfig
 
 
@@ -47,7 +47,7 @@ def main() -> int:
     parser.add_argument("run_dir", type=Path, help="a finished `slmops finetune` output path")
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     args = parser.parse_args()
-    quiet_transformers()
+    quiet_libraries()
     metrics = json.loads((args.run_dir / "training_metrics.json").read_text())
     config = FinetuneConfig.model_validate(metrics["config"])
     if not config.label_field:

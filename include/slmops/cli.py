@@ -32,6 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from slmops.models import quiet_libraries
+
+    quiet_libraries()
     try:
         return int(args.func(args) or 0)
     except SlmopsError as exc:

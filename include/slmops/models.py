@@ -131,9 +131,13 @@ def check_model_folder(path: Path) -> None:
             )
 
 
-def quiet_transformers() -> None:
-    """slmops writes its own progress lines: drop transformers' per-load progress bars and
-    the deprecation notice peft triggers on every adapter (``is_gradient_checkpointing``)."""
+def quiet_libraries() -> None:
+    """slmops writes its own progress lines, so drop the libraries' chatter:
+    transformers' per-load progress bars, the deprecation notice peft triggers on every
+    adapter (``is_gradient_checkpointing``), and bitsandbytes' advice to install
+    ``kernels`` for a faster CPU 4-bit kernel (it downloads that kernel from the hub at run
+    time, which offline machines cannot; the built-in kernel is used instead)."""
+    import logging
     import warnings
 
     from transformers.utils import logging as transformers_logging
@@ -142,6 +146,7 @@ def quiet_transformers() -> None:
     warnings.filterwarnings(
         "ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning
     )
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
 
 def _as_resolved(model: ResolvedModel | str | os.PathLike) -> ResolvedModel:

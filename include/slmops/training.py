@@ -30,7 +30,7 @@ from slmops.config import ConfigError
 from slmops.data import PreparedData, prepare
 from slmops.devices import Placement, place
 from slmops.errors import SlmopsError
-from slmops.models import ResolvedModel, load_tokenizer, quiet_transformers, resolve
+from slmops.models import ResolvedModel, load_tokenizer, quiet_libraries, resolve
 from slmops.progress import Log, no_log
 from slmops.trainer import NonFiniteLossError, build_trainer, load_loss_hook
 from slmops.training_config import ADAPTER_METHODS, FinetuneConfig
@@ -92,7 +92,7 @@ class _Checked:
 
 
 def _check(config: FinetuneConfig, log: Log) -> _Checked:
-    quiet_transformers()
+    quiet_libraries()
     if config.method == "qlora":
         require_bitsandbytes()
     placement = place(
