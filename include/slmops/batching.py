@@ -41,28 +41,24 @@ def adds_special_tokens(tokenizer, text: str) -> bool:
     return not (bos and text.startswith(bos))
 
 
+def _token_ids(tokenizer, text: str, *, leading: bool) -> list[int]:
+    if not text:
+        return []
+    special = leading and adds_special_tokens(tokenizer, text)
+    return tokenizer(text, add_special_tokens=special)["input_ids"]
+
+
 def encode_examples(
     examples: Sequence[Example], tokenizer, max_seq_len: int, *, log: Log = no_log, what: str
 ) -> tuple[list[Encoded], EncodingStats]:
     """Token ids and labels; rows longer than ``max_seq_len`` are cut at the end."""
     eos = tokenizer.eos_token_id
-    prompts = [
-        tokenizer(e.prompt, add_special_tokens=adds_special_tokens(tokenizer, e.prompt))[
-            "input_ids"
-        ]
-        if e.prompt
-        else []
-        for e in examples
-    ]
-    completions = tokenizer(
-        [e.completion for e in examples],
-        add_special_tokens=False,
-    )["input_ids"]
     encoded: list[Encoded] = []
     truncated = dropped = longest = 0
-    for example, prompt_ids, completion_ids in zip(examples, prompts, completions, strict=True):
-        if not example.prompt and adds_special_tokens(tokenizer, example.completion):
-            completion_ids = tokenizer(example.completion)["input_ids"]
+    for example in examples:
+        # Special tokens (a BOS) belong only at the very start of the row.
+        prompt_ids = _token_ids(tokenizer, example.prompt, leading=True)
+        completion_ids = _token_ids(tokenizer, example.completion, leading=not example.prompt)
         if eos is not None and eos not in completion_ids:
             completion_ids = [*completion_ids, eos]
         ids = prompt_ids + completion_ids

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import math
 from collections.abc import Callable
 
 from slmops.batching import IGNORE_INDEX, TOKEN_COUNT
@@ -79,7 +80,7 @@ def build_trainer(*, loss_hook: Callable | None = None, **kwargs):
                 self.train_tokens += int(tokens)
                 loss = result[0] if return_outputs else result
                 value = float(loss.detach().float().mean())
-                if value != value or value in (float("inf"), float("-inf")):
+                if not math.isfinite(value):
                     # Raised before backward(): the weights and checkpoints stay finite.
                     raise NonFiniteLossError(value, self.state.global_step + 1)
             return result

@@ -43,7 +43,7 @@ def progress_callback(log: Log, tokens_seen: Callable[[], int]):
             logs = logs or {}
             if "eval_loss" in logs:
                 self.eval_loss = logs["eval_loss"]
-                self.best = min(self.best or self.eval_loss, self.eval_loss)
+                self.best = self.eval_loss if self.best is None else min(self.best, self.eval_loss)
                 log(
                     f"eval  step {state.global_step}/{state.max_steps}  eval_loss "
                     f"{self.eval_loss:.4f}  best {self.best:.4f}"
