@@ -12,10 +12,10 @@ import sys
 from collections.abc import Sequence
 
 from slmops import __version__
-from slmops.commands import finetune, generate, models, validate
+from slmops.commands import evaluate, finetune, generate, models, validate
 from slmops.errors import SlmopsError
 
-COMMANDS = (models, generate, validate, finetune)
+COMMANDS = (models, generate, validate, finetune, evaluate)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -176,6 +176,20 @@ def load_tokenizer(model: ResolvedModel | str, *, trust_remote_code: bool = Fals
         return AutoTokenizer.from_pretrained(model.path, trust_remote_code=trust_remote_code)
 
 
+def load_padding_tokenizer(model: ResolvedModel | str, *, trust_remote_code: bool = False):
+    """The tokenizer, with the end-of-sequence token as pad token when it has none (base
+    models often lack one; padded positions are masked anyway)."""
+    tokenizer = load_tokenizer(model, trust_remote_code=trust_remote_code)
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is None:
+            raise ModelError(
+                f"{_as_resolved(model).name}: the tokenizer has neither a pad nor an "
+                "end-of-sequence token, so batches cannot be padded and answers cannot end"
+            )
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
 def load_causal_lm(
     model: ResolvedModel | str,
     *,

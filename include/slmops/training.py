@@ -26,11 +26,10 @@ from slmops.adapters import (
 )
 from slmops.artifacts import atomic_directory, atomic_write_json
 from slmops.batching import PackedCollator, PaddingCollator, encode_examples, pack
-from slmops.config import ConfigError
 from slmops.data import PreparedData, prepare
 from slmops.devices import Placement, place
 from slmops.errors import SlmopsError
-from slmops.models import ResolvedModel, load_tokenizer, quiet_libraries, resolve
+from slmops.models import ResolvedModel, load_padding_tokenizer, quiet_libraries, resolve
 from slmops.progress import Log, no_log
 from slmops.trainer import NonFiniteLossError, build_trainer, load_loss_hook
 from slmops.training_config import ADAPTER_METHODS, FinetuneConfig
@@ -104,7 +103,7 @@ def _check(config: FinetuneConfig, log: Log) -> _Checked:
     )
     loss_hook = load_loss_hook(config.loss) if config.loss else None
     resolved = resolve(config.model_name_or_path, log=log)
-    tokenizer = _training_tokenizer(resolved, config)
+    tokenizer = load_padding_tokenizer(resolved, trust_remote_code=config.trust_remote_code)
     data = prepare(config, tokenizer, log=log)
     train_rows, eval_rows, encoding = _encode(config, tokenizer, data, log)
     return _Checked(
@@ -196,18 +195,6 @@ def _train(checked: _Checked, log: Log, callbacks: Sequence, started: float) -> 
         f"{metrics['tokens_per_second']:,.0f} tok/s -> {config.run_dir}"
     )
     return TrainingResult(config.run_dir, adapter_path, merged_path, metrics)
-
-
-def _training_tokenizer(resolved: ResolvedModel, config: FinetuneConfig):
-    tokenizer = load_tokenizer(resolved, trust_remote_code=config.trust_remote_code)
-    if tokenizer.pad_token is None:  # base models often have none; padding is masked anyway
-        if tokenizer.eos_token is None:
-            raise ConfigError(
-                f"{resolved.name}: the tokenizer has neither a pad nor an end-of-sequence "
-                "token, so batches cannot be padded and answers cannot end"
-            )
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
 
 
 def _encode(config: FinetuneConfig, tokenizer, data: PreparedData, log: Log):

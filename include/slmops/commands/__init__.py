@@ -10,6 +10,7 @@ import argparse
 import sys
 import types
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -74,13 +75,15 @@ def config_from_args(
     *,
     config_file: Path | None = None,
     ignore_other_keys: bool = False,
+    defaults_for: Callable[[dict], dict] | None = None,
     **extra: Any,
 ) -> Any:
     """Build ``model`` from ``config_file`` (YAML) overlaid with the flags that were given.
 
     Errors name the flag (``--lora_r: ...``) or the file and key (``run.yaml: lora_r: ...``).
     ``ignore_other_keys`` reads only ``model``'s keys from the file (``slmops validate``
-    takes the data settings out of a whole run config).
+    takes the data settings out of a whole run config). ``defaults_for(given)`` supplies
+    values under the file's and the flags' (``slmops evaluate`` takes a run's settings).
     """
     from slmops.config import ConfigError, describe_validation_error, read_yaml_mapping
 
@@ -99,8 +102,10 @@ def config_from_args(
         if getattr(args, name, None) is not None
     }
     flag_values.update(extra)
+    given = {**file_values, **flag_values}
+    defaults = defaults_for(given) if defaults_for else {}
     try:
-        return model.model_validate({**file_values, **flag_values})
+        return model.model_validate({**defaults, **given})
     except ValidationError as exc:
         in_file = None if config_file is None else set(file_values) - set(flag_values)
         message = describe_validation_error(

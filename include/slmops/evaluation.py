@@ -1,0 +1,404 @@
+"""Evaluation: ``run(config) -> EvaluationResult`` (metrics, base vs fine-tuned, gates, report).
+
+The eval split is rebuilt exactly as training built it (same data settings and seed).
+The base model and the fine-tuned model (base + adapter) answer every eval prompt by
+batched greedy generation and are scored on the same rows; the gates then judge the
+training history and the scores. Everything lands in one folder, written whole or not at
+all: evaluation.json, gates.json, predictions.jsonl, report.md, report.html and the plots.
+A failed gate raises ``GateFailure`` after the folder is written, so the report says why.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from slmops import gates
+from slmops.artifacts import atomic_directory, atomic_write_json, atomic_write_text
+from slmops.config import ConfigError
+from slmops.data import PreparedData, prepare
+from slmops.devices import place
+from slmops.errors import SlmopsError
+from slmops.evaluation_config import (
+    LOSS_METRICS,
+    LOWER_IS_BETTER,
+    TASK_METRICS,
+    TRAINING_METRICS,
+    EvaluateConfig,
+    GateThresholds,
+)
+from slmops.evaluation_report import write_report
+from slmops.formatting import Example
+from slmops.gates import GateFailure, GateRecord
+from slmops.inference import greedy_complete
+from slmops.models import (
+    ResolvedModel,
+    load_causal_lm,
+    load_padding_tokenizer,
+    quiet_libraries,
+    resolve,
+)
+from slmops.progress import Log, no_log
+from slmops.scoring import (
+    classification_metrics,
+    generation_metrics,
+    label_of,
+    language_modeling_metrics,
+    text_metrics,
+    without_special_tokens,
+)
+
+EVALUATION_NAME = "evaluation.json"
+GATES_NAME = "gates.json"
+PREDICTIONS_NAME = "predictions.jsonl"
+
+
+class EvaluationError(SlmopsError):
+    """The models or data could not be evaluated."""
+
+
+@dataclass
+class EvaluationResult:
+    output_path: Path
+    summary: dict
+    gates: list[GateRecord]
+
+    @property
+    def failed(self) -> list[GateRecord]:
+        return gates.failed(self.gates)
+
+
+@dataclass
+class _Plan:
+    """What to score, checked before any model is loaded."""
+
+    task: str
+    primary: str
+    base: ResolvedModel
+    tokenizer: Any
+    data: PreparedData
+    labels: list[str]
+    references: list[str]  # the completions as a model's answer reads (no special tokens)
+    adapter: Path | None  # applied to the base for the fine-tuned model
+    fine_tuned_model: Path | None  # a whole fine-tuned model (full fine-tuning)
+    history: dict | None
+    validation: dict | None
+    max_new_tokens: int
+
+
+def run(config: EvaluateConfig, *, log: Log = no_log) -> EvaluationResult:
+    """Score, judge and report; raises ``GateFailure`` when a gate fails (and
+    ``config.fail_on_gates``), after the results are written."""
+    quiet_libraries()
+    plan = _plan(config, log)
+    placement = place(device=config.device)
+    scored: dict[str, dict] = {}
+    model = None
+    if config.compare_base and (plan.adapter or plan.fine_tuned_model):
+        model = _load(plan.base.path, config, placement.device)
+        scored["base"] = _score("base", model, plan, config, log)
+    if plan.fine_tuned_model is not None:
+        del model
+        gc.collect()
+        model = _load(plan.fine_tuned_model, config, placement.device)
+    elif model is None:
+        model = _load(plan.base.path, config, placement.device)
+    if plan.adapter is not None:
+        model = _apply_adapter(model, plan.adapter, plan.base)
+    scored["fine_tuned"] = _score("fine_tuned", model, plan, config, log)
+    del model
+    gc.collect()
+
+    records = _judge(config, plan, scored)
+    summary = _summary(config, plan, scored, records)
+    with atomic_directory(config.output_dir) as folder:
+        atomic_write_json(folder / EVALUATION_NAME, summary)
+        atomic_write_json(folder / GATES_NAME, [record.as_dict() for record in records])
+        _write_predictions(folder / PREDICTIONS_NAME, plan, scored)
+        write_report(folder, summary, plan.history, plan.validation)
+    result = EvaluationResult(config.output_dir, summary, records)
+    for record in records:
+        log(f"gate {record.name}: {gates_verdict(record)} ({record.explanation})")
+    log(f"report: {config.output_dir / 'report.html'}")
+    if result.failed and config.fail_on_gates:
+        raise GateFailure(result.failed)
+    return result
+
+
+def gates_verdict(record: GateRecord) -> str:
+    return {True: "passed", False: "FAILED", None: "skipped"}[record.passed]
+
+
+def _plan(config: EvaluateConfig, log: Log) -> _Plan:
+    task = config.resolved_task()
+    primary = config.primary_metric or (TASK_METRICS[task] or LOSS_METRICS)[0]
+    _check_metric_names(config, task, primary)
+    history = _training_history(config.run_path)
+    validation = _validation_report(config.validation_path)
+    model_name = config.model_name_or_path or (history or {}).get("model_name_or_path")
+    base = resolve(model_name, log=log)
+    tokenizer = load_padding_tokenizer(base, trust_remote_code=config.trust_remote_code)
+    data = prepare(config, tokenizer, log=log)
+    if not data.eval:
+        raise EvaluationError("the eval split is empty; nothing to evaluate")
+    adapter, whole = _fine_tuned_source(config, history)
+    labels: list[str] = []
+    if task == "classification":
+        labels = sorted({*(data.train_labels or []), *(data.eval_labels or [])})
+    references = [without_special_tokens(e.completion, tokenizer) for e in data.eval]
+    return _Plan(
+        task,
+        primary,
+        base,
+        tokenizer,
+        data,
+        labels,
+        references,
+        adapter,
+        whole,
+        history,
+        validation,
+        _max_new_tokens(config, tokenizer, data.eval),
+    )
+
+
+def _check_metric_names(config: EvaluateConfig, task: str, primary: str) -> None:
+    """Gate and primary metric names must be metrics this task computes."""
+    if config.extra_metrics:
+        return  # their keys are known only once they are computed
+    known = (*TASK_METRICS[task], *LOSS_METRICS)
+    named = {"--primary_metric": [primary]}
+    named["--min_metric"] = list(config.metric_floors(task))
+    named["--max_metric"] = list(config.max_metric or {})
+    for flag, names in named.items():
+        for name in names:
+            if name not in known:
+                raise ConfigError(
+                    f"{flag}: {name!r} is not a metric of a {task} evaluation; it reports "
+                    f"{', '.join(known)}"
+                )
+
+
+def _training_history(run_path: Path | None) -> dict | None:
+    if run_path is None:
+        return None
+    history = json.loads((Path(run_path) / TRAINING_METRICS).read_text(encoding="utf-8"))
+    return {**history, "model_name_or_path": history["config"]["model_name_or_path"]}
+
+
+def _fine_tuned_source(
+    config: EvaluateConfig, history: dict | None
+) -> tuple[Path | None, Path | None]:
+    """(adapter to apply to the base, or a whole fine-tuned model folder)."""
+    if config.adapter_path is not None:
+        if not (Path(config.adapter_path) / "adapter_config.json").is_file():
+            raise ConfigError(
+                f"--adapter_path {config.adapter_path}: no adapter_config.json there; pass "
+                "the adapter/ folder of a fine-tuning run"
+            )
+        return Path(config.adapter_path), None
+    if history is None:
+        return None, None  # a single model, scored on its own
+    outputs = history.get("outputs", {})
+    run_path = Path(config.run_path)
+    if outputs.get("adapter"):
+        return run_path / outputs["adapter"], None
+    if outputs.get("merged"):
+        return None, run_path / outputs["merged"]
+    raise EvaluationError(f"run_path {run_path}: the run recorded neither an adapter nor a model")
+
+
+def _max_new_tokens(config: EvaluateConfig, tokenizer, examples: list[Example]) -> int:
+    if config.max_new_tokens is not None:
+        return config.max_new_tokens
+    longest = max(
+        len(tokenizer(example.completion, add_special_tokens=False)["input_ids"])
+        for example in examples
+    )
+    return min(4096, max(16, longest * 3 // 2 + 8))
+
+
+def _load(path: Path, config: EvaluateConfig, device: str):
+    return load_causal_lm(str(path), trust_remote_code=config.trust_remote_code).to(device)
+
+
+def _apply_adapter(model, adapter: Path, base: ResolvedModel):
+    """The base with the adapter merged in (same answers as the unmerged adapter, faster)."""
+    from peft import PeftModel
+
+    try:
+        with_adapter = PeftModel.from_pretrained(model, str(adapter))
+    except Exception as exc:
+        trained_on = _adapter_base(adapter)
+        raise EvaluationError(
+            f"adapter {adapter} does not fit {base.name} ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0][:300]}); it was trained on {trained_on}: evaluate "
+            "it with that base (--model_name_or_path)"
+        ) from None
+    return with_adapter.merge_and_unload().eval()
+
+
+def _adapter_base(adapter: Path) -> str:
+    try:
+        config = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "an unknown base"
+    return config.get("base_model_name_or_path") or "an unknown base"
+
+
+def _score(name: str, model, plan: _Plan, config: EvaluateConfig, log: Log) -> dict:
+    examples = plan.data.eval
+    started = time.monotonic()
+    scores: dict[str, Any] = {"answers": None}
+    metrics: dict[str, float] = {}
+    if plan.task != "language_modeling":
+        answers = greedy_complete(
+            model,
+            plan.tokenizer,
+            [example.prompt for example in examples],
+            max_new_tokens=plan.max_new_tokens,
+            batch_size=config.per_device_eval_batch_size,
+        )
+        scores["answers"] = answers
+        references = plan.references
+        if plan.task == "classification":
+            predicted = [label_of(answer, plan.labels) for answer in answers]
+            scores["predicted_labels"] = predicted
+            scored = classification_metrics(predicted, plan.data.eval_labels, plan.labels)
+            metrics.update(scored.pop("metrics"))
+            scores.update(scored)
+            metrics.update(text_metrics(config.extra_metrics or (), answers, references))
+        else:
+            metrics.update(generation_metrics(answers, references, config.extra_metrics or ()))
+    metrics.update(
+        language_modeling_metrics(
+            model,
+            plan.tokenizer,
+            examples,
+            max_seq_len=config.max_seq_len,
+            batch_size=config.per_device_eval_batch_size,
+        )
+    )
+    scores["metrics"] = metrics
+    scores["seconds"] = round(time.monotonic() - started, 2)
+    shown = ", ".join(f"{key} {value:.4g}" for key, value in metrics.items())
+    log(f"{name}: {shown} ({len(examples)} rows, {scores['seconds']:.1f} s)")
+    return scores
+
+
+def _judge(config: EvaluateConfig, plan: _Plan, scored: dict[str, dict]) -> list[GateRecord]:
+    history = plan.history or {}
+    fine_tuned = scored["fine_tuned"]["metrics"]
+    base = scored.get("base", {}).get("metrics", {})
+    eval_losses = [point["eval_loss"] for point in history.get("eval_loss_history", [])]
+    return [
+        gates.loss_gap(
+            history.get("final_train_loss"),
+            history.get("final_eval_loss"),
+            config.max_loss_gap,
+            config.min_loss_gap_difference,
+        ),
+        gates.rising_eval_loss(eval_losses, config.rising_eval_loss_window),
+        *gates.metric_bounds(fine_tuned, config.metric_floors(plan.task), config.max_metric or {}),
+        gates.improvement(
+            base.get(plan.primary),
+            fine_tuned[plan.primary],
+            plan.primary,
+            config.min_improvement,
+            lower_is_better=plan.primary in LOWER_IS_BETTER,
+        ),
+    ]
+
+
+def _summary(
+    config: EvaluateConfig, plan: _Plan, scored: dict[str, dict], records: list[GateRecord]
+) -> dict:
+    models = {}
+    for name, scores in scored.items():
+        entry = {
+            key: value
+            for key, value in scores.items()
+            if key not in ("answers", "predicted_labels")
+        }
+        entry["model"] = plan.base.name
+        if name == "fine_tuned":
+            entry["adapter"] = str(plan.adapter) if plan.adapter else None
+            entry["model"] = str(plan.fine_tuned_model) if plan.fine_tuned_model else plan.base.name
+        models[name] = entry
+    delta = {}
+    if "base" in scored:
+        delta = {
+            key: value - scored["base"]["metrics"][key]
+            for key, value in scored["fine_tuned"]["metrics"].items()
+            if key in scored["base"]["metrics"]
+        }
+    trained_fingerprint = ((plan.history or {}).get("dataset") or {}).get("fingerprint")
+    return {
+        "task": plan.task,
+        "primary_metric": plan.primary,
+        "lower_is_better": sorted(LOWER_IS_BETTER),
+        "labels": plan.labels,
+        "eval_rows": len(plan.data.eval),
+        "max_new_tokens": plan.max_new_tokens,
+        "models": models,
+        "delta": delta,
+        "gates": [record.as_dict() for record in records],
+        "passed": not gates.failed(records),
+        "thresholds": config.model_dump(mode="json", include=set(GateThresholds.model_fields)),
+        "data": {
+            "fingerprint": plan.data.fingerprint,
+            "training_fingerprint": trained_fingerprint,
+            "same_as_training": None
+            if trained_fingerprint is None
+            else trained_fingerprint == plan.data.fingerprint,
+        },
+        "samples": _samples(plan, scored, config.sample_rows),
+        "run_path": str(config.run_path) if config.run_path else None,
+        "config": config.model_dump(mode="json"),
+    }
+
+
+def _samples(plan: _Plan, scored: dict[str, dict], count: int) -> list[dict]:
+    """The first ``count`` eval rows with each model's answer, for the report."""
+    rows = []
+    for index, example in enumerate(plan.data.eval[:count]):
+        row = {"prompt": example.prompt, "reference": plan.references[index]}
+        for name, scores in scored.items():
+            if scores.get("answers") is not None:
+                row[name] = scores["answers"][index]
+        rows.append(row)
+    return rows
+
+
+def _write_predictions(path: Path, plan: _Plan, scored: dict[str, dict]) -> None:
+    rows = []
+    for index, example in enumerate(plan.data.eval):
+        row: dict[str, Any] = {
+            "row": index,
+            "prompt": example.prompt,
+            "reference": plan.references[index],
+        }
+        if plan.data.eval_labels:
+            row["label"] = plan.data.eval_labels[index]
+        for name, scores in scored.items():
+            if scores.get("answers") is not None:
+                row[f"{name}_answer"] = scores["answers"][index]
+            if scores.get("predicted_labels") is not None:
+                row[f"{name}_label"] = scores["predicted_labels"][index]
+        rows.append(json.dumps(row, ensure_ascii=False))
+    atomic_write_text(path, "\n".join(rows) + "\n")
+
+
+def _validation_report(path: Path | None) -> dict | None:
+    if path is None:
+        return None
+    path = Path(path)
+    if path.is_dir():
+        path = path / "validation.json"
+    if not path.is_file():
+        raise ConfigError(f"--validation_path {path}: no such validation report")
+    return json.loads(path.read_text(encoding="utf-8"))
