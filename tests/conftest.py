@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 
@@ -92,3 +93,82 @@ def finetune_config(tmp_path, tiny_model_dir, write_jsonl):
         return FinetuneConfig.model_validate(settings)
 
     return make
+
+
+def _trained_run(tmp_path_factory, tiny_model_dir, name, rows, **settings):
+    """A finished run of the tiny model on ``rows`` (tone template, a quarter held out)."""
+    from slmops.testing import TONE_TEMPLATE
+    from slmops.training import run as train
+    from slmops.training_config import FinetuneConfig
+
+    folder = tmp_path_factory.mktemp(name)
+    data = folder / "rows.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    config = FinetuneConfig.model_validate(
+        {
+            "model_name_or_path": str(tiny_model_dir),
+            "data_files": [str(data)],
+            "text_template": TONE_TEMPLATE,
+            "label_field": "tone",
+            "output_path": folder / "run",
+            "eval_fraction": 0.25,
+            "per_device_train_batch_size": 4,
+            "warmup_ratio": 0.0,
+            **settings,
+        }
+    )
+    return train(config).run_dir
+
+
+@pytest.fixture(scope="session")
+def tone_run(tmp_path_factory, tiny_model_dir):
+    """Full fine-tuning that learns the tones (held-out accuracy ~0.96)."""
+    from slmops.testing import tone_rows
+
+    return _trained_run(
+        tmp_path_factory,
+        tiny_model_dir,
+        "tone",
+        tone_rows(96),
+        method="full",
+        max_steps=60,
+        eval_steps=20,
+        logging_steps=20,
+        learning_rate=1e-2,
+    )
+
+
+@pytest.fixture(scope="session")
+def overfit_run(tmp_path_factory, tiny_model_dir):
+    """Few rows with labels dealt at random, many steps, a high learning rate: the model
+    can only memorise its 18 training rows, so it overfits."""
+    from slmops.testing import shuffled_tone_rows
+
+    return _trained_run(
+        tmp_path_factory,
+        tiny_model_dir,
+        "overfit",
+        shuffled_tone_rows(24),
+        method="full",
+        max_steps=120,
+        eval_steps=10,
+        logging_steps=10,
+        learning_rate=1e-2,
+    )
+
+
+@pytest.fixture(scope="session")
+def lora_run(tmp_path_factory, tiny_model_dir):
+    """Six LoRA steps: an adapter/ and a merged/ model that differ a little from the base."""
+    from slmops.testing import tone_rows
+
+    return _trained_run(
+        tmp_path_factory,
+        tiny_model_dir,
+        "lora",
+        tone_rows(48),
+        max_steps=6,
+        eval_steps=3,
+        logging_steps=1,
+        learning_rate=1e-2,
+    )

@@ -54,6 +54,15 @@ def tone_rows(count: int = 60, *, seed: int = 0) -> list[dict[str, str]]:
     return rows
 
 
+def shuffled_tone_rows(count: int = 24, *, seed: int = 0) -> list[dict[str, str]]:
+    """Tone rows whose labels are dealt at random, so the phrase says nothing about its
+    label: a model can only memorise them, and training long on them overfits."""
+    rows = tone_rows(count, seed=seed)
+    labels = [row["tone"] for row in rows]
+    random.Random(seed + 1).shuffle(labels)
+    return [{**row, "tone": label} for row, label in zip(rows, labels, strict=True)]
+
+
 def instruction_rows(count: int = 24) -> list[dict[str, str]]:
     """Distinct ``{"input", "output"}`` rows of short technical Q&A."""
     rows = []
