@@ -14,6 +14,9 @@ from typing import Any
 
 from slmops.errors import SlmopsError
 
+# Differences of scores are floats: 0.6 - 0.5 is 0.0999..., which must meet a 0.1 bar.
+_TOLERANCE = 1e-9
+
 # The reference guide's remedies for overfitting ("Common problems: overfitting").
 OVERFITTING_REMEDIES = (
     "lower --lora_r or --lora_alpha (the guide: r 16, lora_alpha 16)",
@@ -123,7 +126,7 @@ def rising_eval_loss(eval_losses: list[float], window: int) -> GateRecord:
         if after <= before:
             break
         rises += 1
-    trail = " -> ".join(_format(loss) for loss in eval_losses[-(window + 1) :])
+    trail = " -> ".join(_format(loss) for loss in eval_losses[-(max(rises, window) + 1) :])
     if rises >= window:
         return GateRecord(
             name,
@@ -206,7 +209,7 @@ def improvement(
     gain = base - fine_tuned if lower_is_better else fine_tuned - base
     values = f"{metric}: base {_format(base)}, fine-tuned {_format(fine_tuned)}"
     direction = "lower" if lower_is_better else "higher"
-    if gain >= min_improvement:
+    if gain + _TOLERANCE >= min_improvement:
         return GateRecord(
             name,
             round(gain, 6),
@@ -238,7 +241,7 @@ def export_degradation(
     name = f"max_export_degradation[{target}]"
     loss = exported - reference if lower_is_better else reference - exported
     values = f"{metric}: PyTorch {_format(reference)}, {target} {_format(exported)}"
-    if loss <= max_degradation:
+    if loss - _TOLERANCE <= max_degradation:
         return GateRecord(
             name,
             round(loss, 6),

@@ -1,5 +1,5 @@
 """`slmops finetune` on the real bundled SmolLM2 with the shipped tone run config (a few
-steps each: the 200-step accuracy run is `make demo` / benchmarks/tone_accuracy.py)."""
+steps each: the 200-step accuracy run is `make demo`)."""
 
 from __future__ import annotations
 
@@ -61,3 +61,33 @@ def test_qlora_holds_the_weights_in_a_third_of_lora_memory(lora_run, tmp_path):
     ratio = qlora["model_memory_mb"] / lora["model_memory_mb"]
     assert ratio <= 0.35, ratio
     assert qlora["final_train_loss"] == pytest.approx(lora["final_train_loss"], rel=0.2)
+
+
+def test_evaluate_scores_the_bundled_base_and_its_adapter(lora_run, tmp_path):
+    """`slmops evaluate` on SmolLM2 + the 2-step adapter: both models answer the 8 eval
+    rows, and a model this undertrained (it no longer names a label) is stopped by the
+    accuracy floor and the improvement gate."""
+    out, _ = lora_run
+    command = [
+        sys.executable, "-m", "slmops", "evaluate", "--run_path", str(out),
+        "-o", str(tmp_path / "e"), "--validation_path", str(tmp_path / "none"),
+    ]  # fmt: skip
+    refused = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert refused.returncode == 1 and "no such validation report" in refused.stderr
+    done = subprocess.run(command[:-2], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    summary = json.loads((tmp_path / "e" / "evaluation.json").read_text())
+    assert summary["eval_rows"] == 8 and summary["task"] == "classification"
+    assert summary["labels"] == ["angry", "curious", "fearful", "grateful", "joyful", "sad"]
+    base, tuned = (summary["models"][name]["metrics"] for name in ("base", "fine_tuned"))
+    assert tuned["eval_loss"] < base["eval_loss"]  # two steps already lower the loss
+    assert summary["models"]["fine_tuned"]["adapter"] == str(out / "adapter")
+    verdicts = {g["name"]: g["passed"] for g in summary["gates"]}
+    assert verdicts == {
+        "loss_gap": True,
+        "rising_eval_loss": None,  # one evaluation only
+        "min_metric[accuracy]": False,
+        "min_improvement": False,
+    }
+    assert done.returncode == 1 and "2 gates failed" in done.stderr
+    assert "- min_metric[accuracy]: fine-tuned accuracy" in done.stderr
+    assert (tmp_path / "e" / "report.html").stat().st_size > 10_000

@@ -40,13 +40,14 @@ def metric_path(name: str) -> Path:
 
 @functools.cache
 def load_metric(name_or_path: str):
-    """A shipped metric by name, a local metric script (``.py`` or its folder), or a hub name."""
+    """A shipped metric by name, a local metric script (``.py`` or its folder), or a hub
+    name (``rouge``, ``owner/metric``)."""
     import evaluate
 
     local = Path(name_or_path)
     if name_or_path in SHIPPED:
         target = str(metric_path(name_or_path))
-    elif local.suffix == ".py" or local.is_dir() or "/" in name_or_path.rstrip("/").lstrip("."):
+    elif local.exists() or local.suffix == ".py":
         if not local.exists():
             raise MetricError(f"metric script {local} does not exist")
         target = str(local.resolve())

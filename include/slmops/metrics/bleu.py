@@ -1,8 +1,10 @@
 """Corpus BLEU (sacrebleu), on the 0..1 scale and with the keys of the hub's ``bleu``.
 
 sacrebleu's 13a tokenizer is the one the hub module uses too. Smoothing defaults to
-sacrebleu's ``exp`` (short answers would otherwise often score 0); ``smooth=False`` turns
-it off, as in the hub module. References: one string per prediction, or a list of them.
+sacrebleu's ``exp`` (an n-gram order without a match no longer zeroes the score);
+``smooth=False`` turns it off, as in the hub module. A corpus whose answers are all
+shorter than ``max_order`` tokens still scores 0: for one-word answers read exact match
+or ROUGE. References: one string per prediction, or a list of them.
 """
 
 import datasets
