@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from slmops import plots
-from slmops.report import Document, verdict
+from slmops.report import Document, cell, verdict
 from slmops.scoring import UNRECOGNISED
 
 LOSS_PLOT = "loss_curves.png"
@@ -162,7 +162,7 @@ def _training(document: Document, folder: Path, history: dict | None) -> None:
             ["steps", f"{history.get('global_step')} of {history.get('max_steps')}"],
             ["final train loss", history.get("final_train_loss")],
             ["final eval loss", history.get("final_eval_loss")],
-            ["best eval loss (kept)", f"{history.get('best_eval_loss')} at {best}"],
+            ["best eval loss (kept)", f"{cell(history.get('best_eval_loss'))} at {best}"],
             ["stopped early", history.get("stopped_early")],
             ["train tokens", history.get("train_tokens")],
             ["tokens / s", history.get("tokens_per_second")],
