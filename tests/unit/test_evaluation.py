@@ -257,3 +257,20 @@ def test_rerun_replaces_the_folder_whole(tone_run, tmp_path):
         assert first["models"][name]["metrics"] == second["models"][name]["metrics"]
     assert not (out / "stale.txt").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["e"]
+
+
+def test_a_qlora_adapter_is_evaluated_on_a_full_precision_base(finetune_config, tmp_path):
+    """The adapter trained against 4-bit weights is applied to the float32 base, as the
+    merged model and the exports see it."""
+    from slmops.training import run as train
+
+    result = train(finetune_config(method="qlora", merge_adapter=False, max_steps=3))
+    summary = run(
+        config_for_run(result.run_dir, output_path=tmp_path / "e", fail_on_gates=False)
+    ).summary
+    tuned = summary["models"]["fine_tuned"]
+    assert tuned["adapter"] == str(result.run_dir / "adapter")
+    assert math.isfinite(tuned["metrics"]["eval_loss"])
+    assert tuned["metrics"]["eval_loss"] != pytest.approx(
+        summary["models"]["base"]["metrics"]["eval_loss"], abs=1e-4
+    )
