@@ -43,6 +43,7 @@ from slmops.models import (
     resolve,
 )
 from slmops.progress import Log, no_log
+from slmops.report import verdict
 from slmops.scoring import (
     classification_metrics,
     generation_metrics,
@@ -94,43 +95,25 @@ def run(config: EvaluateConfig, *, log: Log = no_log) -> EvaluationResult:
     """Score, judge and report; raises ``GateFailure`` when a gate fails (and
     ``config.fail_on_gates``), after the results are written."""
     quiet_libraries()
+    device = place(device=config.device).device
     plan = _plan(config, log)
-    placement = place(device=config.device)
-    scored: dict[str, dict] = {}
-    model = None
-    if config.compare_base and (plan.adapter or plan.fine_tuned_model):
-        model = _load(plan.base.path, config, placement.device)
-        scored["base"] = _score("base", model, plan, config, log)
-    if plan.fine_tuned_model is not None:
-        del model
-        gc.collect()
-        model = _load(plan.fine_tuned_model, config, placement.device)
-    elif model is None:
-        model = _load(plan.base.path, config, placement.device)
-    if plan.adapter is not None:
-        model = _apply_adapter(model, plan.adapter, plan.base)
-    scored["fine_tuned"] = _score("fine_tuned", model, plan, config, log)
-    del model
-    gc.collect()
-
+    scored = _score_models(plan, config, device, log)
     records = _judge(config, plan, scored)
-    summary = _summary(config, plan, scored, records)
+    predictions = _prediction_rows(plan, scored)
+    summary = _summary(config, plan, scored, records, predictions[: config.sample_rows])
     with atomic_directory(config.output_dir) as folder:
         atomic_write_json(folder / EVALUATION_NAME, summary)
         atomic_write_json(folder / GATES_NAME, [record.as_dict() for record in records])
-        _write_predictions(folder / PREDICTIONS_NAME, plan, scored)
+        lines = (json.dumps(row, ensure_ascii=False) + "\n" for row in predictions)
+        atomic_write_text(folder / PREDICTIONS_NAME, "".join(lines))
         write_report(folder, summary, plan.history, plan.validation)
     result = EvaluationResult(config.output_dir, summary, records)
     for record in records:
-        log(f"gate {record.name}: {gates_verdict(record)} ({record.explanation})")
+        log(f"gate {record.name}: {verdict(record.passed)} ({record.explanation})")
     log(f"report: {config.output_dir / 'report.html'}")
     if result.failed and config.fail_on_gates:
         raise GateFailure(result.failed)
     return result
-
-
-def gates_verdict(record: GateRecord) -> str:
-    return {True: "passed", False: "FAILED", None: "skipped"}[record.passed]
 
 
 def _plan(config: EvaluateConfig, log: Log) -> _Plan:
@@ -250,6 +233,24 @@ def _adapter_base(adapter: Path) -> str:
     return config.get("base_model_name_or_path") or "an unknown base"
 
 
+def _score_models(plan: _Plan, config: EvaluateConfig, device: str, log: Log) -> dict[str, dict]:
+    """Scores of the base (when there is a fine-tuned model to compare) and the fine-tuned
+    model, holding one model in memory at a time: the adapter goes onto the scored base."""
+    scored: dict[str, dict] = {}
+    model = None
+    if config.compare_base and (plan.adapter or plan.fine_tuned_model):
+        model = _load(plan.base.path, config, device)
+        scored["base"] = _score("base", model, plan, config, log)
+    if plan.fine_tuned_model is not None or model is None:
+        model = None
+        gc.collect()
+        model = _load(plan.fine_tuned_model or plan.base.path, config, device)
+    if plan.adapter is not None:
+        model = _apply_adapter(model, plan.adapter, plan.base)
+    scored["fine_tuned"] = _score("fine_tuned", model, plan, config, log)
+    return scored
+
+
 def _score(name: str, model, plan: _Plan, config: EvaluateConfig, log: Log) -> dict:
     examples = plan.data.eval
     started = time.monotonic()
@@ -315,7 +316,11 @@ def _judge(config: EvaluateConfig, plan: _Plan, scored: dict[str, dict]) -> list
 
 
 def _summary(
-    config: EvaluateConfig, plan: _Plan, scored: dict[str, dict], records: list[GateRecord]
+    config: EvaluateConfig,
+    plan: _Plan,
+    scored: dict[str, dict],
+    records: list[GateRecord],
+    samples: list[dict],
 ) -> dict:
     models = {}
     for name, scores in scored.items():
@@ -356,25 +361,14 @@ def _summary(
             if trained_fingerprint is None
             else trained_fingerprint == plan.data.fingerprint,
         },
-        "samples": _samples(plan, scored, config.sample_rows),
+        "samples": samples,
         "run_path": str(config.run_path) if config.run_path else None,
         "config": config.model_dump(mode="json"),
     }
 
 
-def _samples(plan: _Plan, scored: dict[str, dict], count: int) -> list[dict]:
-    """The first ``count`` eval rows with each model's answer, for the report."""
-    rows = []
-    for index, example in enumerate(plan.data.eval[:count]):
-        row = {"prompt": example.prompt, "reference": plan.references[index]}
-        for name, scores in scored.items():
-            if scores.get("answers") is not None:
-                row[name] = scores["answers"][index]
-        rows.append(row)
-    return rows
-
-
-def _write_predictions(path: Path, plan: _Plan, scored: dict[str, dict]) -> None:
+def _prediction_rows(plan: _Plan, scored: dict[str, dict]) -> list[dict]:
+    """One row per eval example: prompt, reference, label and each model's answer."""
     rows = []
     for index, example in enumerate(plan.data.eval):
         row: dict[str, Any] = {
@@ -389,8 +383,8 @@ def _write_predictions(path: Path, plan: _Plan, scored: dict[str, dict]) -> None
                 row[f"{name}_answer"] = scores["answers"][index]
             if scores.get("predicted_labels") is not None:
                 row[f"{name}_label"] = scores["predicted_labels"][index]
-        rows.append(json.dumps(row, ensure_ascii=False))
-    atomic_write_text(path, "\n".join(rows) + "\n")
+        rows.append(row)
+    return rows
 
 
 def _validation_report(path: Path | None) -> dict | None:

@@ -179,14 +179,14 @@ def _training(document: Document, folder: Path, history: dict | None) -> None:
 
 def _samples(document: Document, summary: dict) -> None:
     samples = summary["samples"]
-    if not samples or all(len(row) <= 2 for row in samples):
-        return
+    names = [name for name in ("base", "fine_tuned") if samples and f"{name}_answer" in samples[0]]
+    if not names:
+        return  # language modelling: nothing was generated
     document.heading("Sample answers")
-    names = [name for name in ("base", "fine_tuned") if name in samples[0]]
     document.table(
         ["prompt (end)", "reference", *names],
         [
-            [_prompt_tail(row["prompt"]), row["reference"], *(row[n] for n in names)]
+            [_prompt_tail(row["prompt"]), row["reference"], *(row[f"{n}_answer"] for n in names)]
             for row in samples
         ],
     )
