@@ -27,9 +27,9 @@ from slmops.evaluation_config import (
     LOSS_METRICS,
     LOWER_IS_BETTER,
     TASK_METRICS,
-    TRAINING_METRICS,
     EvaluateConfig,
     GateThresholds,
+    read_run_metrics,
 )
 from slmops.evaluation_report import write_report
 from slmops.formatting import Example
@@ -169,7 +169,7 @@ def _check_metric_names(config: EvaluateConfig, task: str, primary: str) -> None
 def _training_history(run_path: Path | None) -> dict | None:
     if run_path is None:
         return None
-    history = json.loads((Path(run_path) / TRAINING_METRICS).read_text(encoding="utf-8"))
+    history = read_run_metrics(run_path)
     return {**history, "model_name_or_path": history["config"]["model_name_or_path"]}
 
 

@@ -15,9 +15,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from slmops.config import ConfigError, DataConfig, split_commas
+from slmops.training_runs import METRICS_NAME
 
 Task = Literal["auto", "classification", "generation", "language_modeling"]
-TRAINING_METRICS = "training_metrics.json"  # written by slmops.training (METRICS_NAME)
 
 # Metrics each task reports; the primary one is first. Lower is better for the losses.
 TASK_METRICS = {
@@ -194,16 +194,21 @@ _SOURCE_KEYS = ("data_name", "data_files")
 _FORMAT_KEYS = ("text_field", "text_template", "use_chat_template")
 
 
-def run_settings(run_path: Path) -> dict:
-    """The settings a finished fine-tuning run was trained with."""
-    metrics_file = Path(run_path) / TRAINING_METRICS
+def read_run_metrics(run_path: Path) -> dict:
+    """A finished fine-tuning run's training_metrics.json (its history and settings)."""
+    metrics_file = Path(run_path) / METRICS_NAME
     if not metrics_file.is_file():
         raise ConfigError(
-            f"run_path {run_path}: no {TRAINING_METRICS}, so this is not a finished "
+            f"run_path {run_path}: no {METRICS_NAME}, so this is not a finished "
             "`slmops finetune` run (finish or resume the run first, or pass "
             "--model_name_or_path and --adapter_path with the data flags)"
         )
-    return json.loads(metrics_file.read_text(encoding="utf-8"))["config"]
+    return json.loads(metrics_file.read_text(encoding="utf-8"))
+
+
+def run_settings(run_path: Path) -> dict:
+    """The settings a finished fine-tuning run was trained with."""
+    return read_run_metrics(run_path)["config"]
 
 
 def defaults_from_run(run_path: Path, given: dict) -> dict:
