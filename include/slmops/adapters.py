@@ -4,6 +4,7 @@ adapter to the right layers, and merge a trained adapter into a full-precision b
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 from slmops.artifacts import atomic_directory
@@ -124,6 +125,45 @@ def attach_adapter(model, config: FinetuneConfig):
     return get_peft_model(model, peft_config), targets
 
 
+class AdapterMismatch(ModelError):
+    """An adapter that does not fit the base model it is applied to."""
+
+
+def check_adapter_folder(adapter_dir: Path, flag: str = "--adapter_path") -> Path:
+    adapter_dir = Path(adapter_dir)
+    if not (adapter_dir / "adapter_config.json").is_file():
+        raise ConfigError(
+            f"{flag} {adapter_dir}: no adapter_config.json there; pass the adapter/ folder "
+            "of a fine-tuning run"
+        )
+    return adapter_dir
+
+
+def adapter_base_name(adapter_dir: Path) -> str:
+    """The base model an adapter says it was trained on (adapter_config.json)."""
+    try:
+        config = json.loads((Path(adapter_dir) / "adapter_config.json").read_text("utf-8"))
+    except (OSError, ValueError):
+        return "an unknown base"
+    return config.get("base_model_name_or_path") or "an unknown base"
+
+
+def apply_adapter(model, adapter_dir: Path, base_name: str):
+    """``model`` with the adapter merged in (same answers as the unmerged adapter, faster);
+    ``AdapterMismatch`` names the base the adapter was trained on when it does not fit."""
+    from peft import PeftModel
+
+    try:
+        with_adapter = PeftModel.from_pretrained(model, str(adapter_dir))
+    except Exception as exc:
+        raise AdapterMismatch(
+            f"adapter {adapter_dir} does not fit {base_name} ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0][:300]}); it was trained on "
+            f"{adapter_base_name(adapter_dir)}: use that base (--model_name_or_path)"
+        ) from None
+    return with_adapter.merge_and_unload().eval()
+
+
 def merge_into_base(
     resolved: ResolvedModel,
     adapter_dir: Path,
@@ -135,10 +175,9 @@ def merge_into_base(
     """Load the base in float32 (never the 4-bit QLoRA weights), merge the adapter into it
     and save a plain Hugging Face folder, ready for export."""
     import torch
-    from peft import PeftModel
 
     base = load_causal_lm(resolved, trust_remote_code=trust_remote_code, dtype=torch.float32)
-    merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
+    merged = apply_adapter(base, adapter_dir, resolved.name)
     merged.config.use_cache = True
     with atomic_directory(out_dir) as tmp:
         merged.save_pretrained(tmp)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from slmops import gates
+from slmops.adapters import apply_adapter, check_adapter_folder
 from slmops.artifacts import atomic_directory, atomic_write_json, atomic_write_text
 from slmops.config import ConfigError
 from slmops.data import PreparedData, prepare
@@ -74,7 +75,7 @@ class EvaluationResult:
 
 
 @dataclass
-class _Plan:
+class EvalPlan:
     """What to score, checked before any model is loaded."""
 
     task: str
@@ -96,17 +97,17 @@ def run(config: EvaluateConfig, *, log: Log = no_log) -> EvaluationResult:
     ``config.fail_on_gates``), after the results are written."""
     quiet_libraries()
     device = place(device=config.device).device
-    plan = _plan(config, log)
-    scored = _score_models(plan, config, device, log)
-    records = _judge(config, plan, scored)
-    predictions = _prediction_rows(plan, scored)
-    summary = _summary(config, plan, scored, records, predictions[: config.sample_rows])
+    eval_plan = plan(config, log)
+    scored = _score_models(eval_plan, config, device, log)
+    records = _judge(config, eval_plan, scored)
+    predictions = _prediction_rows(eval_plan, scored)
+    summary = _summary(config, eval_plan, scored, records, predictions[: config.sample_rows])
     with atomic_directory(config.output_dir) as folder:
         atomic_write_json(folder / EVALUATION_NAME, summary)
         atomic_write_json(folder / GATES_NAME, [record.as_dict() for record in records])
         lines = (json.dumps(row, ensure_ascii=False) + "\n" for row in predictions)
         atomic_write_text(folder / PREDICTIONS_NAME, "".join(lines))
-        write_report(folder, summary, plan.history, plan.validation)
+        write_report(folder, summary, eval_plan.history, eval_plan.validation)
     result = EvaluationResult(config.output_dir, summary, records)
     for record in records:
         log(f"gate {record.name}: {verdict(record.passed)} ({record.explanation})")
@@ -116,7 +117,9 @@ def run(config: EvaluateConfig, *, log: Log = no_log) -> EvaluationResult:
     return result
 
 
-def _plan(config: EvaluateConfig, log: Log) -> _Plan:
+def plan(config: EvaluateConfig, log: Log = no_log) -> EvalPlan:
+    """What to score (task, eval rows, references, labels, models), checked before any
+    model is loaded; the ONNX parity check scores exported models on the same plan."""
     task = config.resolved_task()
     primary = config.primary_metric or (TASK_METRICS[task] or LOSS_METRICS)[0]
     _check_metric_names(config, task, primary)
@@ -133,7 +136,7 @@ def _plan(config: EvaluateConfig, log: Log) -> _Plan:
     if task == "classification":
         labels = sorted({*(data.train_labels or []), *(data.eval_labels or [])})
     references = [without_special_tokens(e.completion, tokenizer) for e in data.eval]
-    return _Plan(
+    return EvalPlan(
         task,
         primary,
         base,
@@ -178,12 +181,7 @@ def _fine_tuned_source(
 ) -> tuple[Path | None, Path | None]:
     """(adapter to apply to the base, or a whole fine-tuned model folder)."""
     if config.adapter_path is not None:
-        if not (Path(config.adapter_path) / "adapter_config.json").is_file():
-            raise ConfigError(
-                f"--adapter_path {config.adapter_path}: no adapter_config.json there; pass "
-                "the adapter/ folder of a fine-tuning run"
-            )
-        return Path(config.adapter_path), None
+        return check_adapter_folder(config.adapter_path), None
     if history is None:
         return None, None  # a single model, scored on its own
     outputs = history.get("outputs", {})
@@ -209,76 +207,47 @@ def _load(path: Path, config: EvaluateConfig, device: str):
     return load_causal_lm(str(path), trust_remote_code=config.trust_remote_code).to(device)
 
 
-def _apply_adapter(model, adapter: Path, base: ResolvedModel):
-    """The base with the adapter merged in (same answers as the unmerged adapter, faster)."""
-    from peft import PeftModel
-
-    try:
-        with_adapter = PeftModel.from_pretrained(model, str(adapter))
-    except Exception as exc:
-        trained_on = _adapter_base(adapter)
-        raise EvaluationError(
-            f"adapter {adapter} does not fit {base.name} ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0][:300]}); it was trained on {trained_on}: evaluate "
-            "it with that base (--model_name_or_path)"
-        ) from None
-    return with_adapter.merge_and_unload().eval()
-
-
-def _adapter_base(adapter: Path) -> str:
-    try:
-        config = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return "an unknown base"
-    return config.get("base_model_name_or_path") or "an unknown base"
-
-
-def _score_models(plan: _Plan, config: EvaluateConfig, device: str, log: Log) -> dict[str, dict]:
+def _score_models(
+    eval_plan: EvalPlan, config: EvaluateConfig, device: str, log: Log
+) -> dict[str, dict]:
     """Scores of the base (when there is a fine-tuned model to compare) and the fine-tuned
     model, holding one model in memory at a time: the adapter goes onto the scored base."""
     scored: dict[str, dict] = {}
     model = None
-    if config.compare_base and (plan.adapter or plan.fine_tuned_model):
-        model = _load(plan.base.path, config, device)
-        scored["base"] = _score("base", model, plan, config, log)
-    if plan.fine_tuned_model is not None or model is None:
+    if config.compare_base and (eval_plan.adapter or eval_plan.fine_tuned_model):
+        model = _load(eval_plan.base.path, config, device)
+        scored["base"] = _score("base", model, eval_plan, config, log)
+    if eval_plan.fine_tuned_model is not None or model is None:
         model = None
         gc.collect()
-        model = _load(plan.fine_tuned_model or plan.base.path, config, device)
-    if plan.adapter is not None:
-        model = _apply_adapter(model, plan.adapter, plan.base)
-    scored["fine_tuned"] = _score("fine_tuned", model, plan, config, log)
+        model = _load(eval_plan.fine_tuned_model or eval_plan.base.path, config, device)
+    if eval_plan.adapter is not None:
+        model = apply_adapter(model, eval_plan.adapter, eval_plan.base.name)
+    scored["fine_tuned"] = _score("fine_tuned", model, eval_plan, config, log)
     return scored
 
 
-def _score(name: str, model, plan: _Plan, config: EvaluateConfig, log: Log) -> dict:
-    examples = plan.data.eval
+def _score(name: str, model, eval_plan: EvalPlan, config: EvaluateConfig, log: Log) -> dict:
+    examples = eval_plan.data.eval
     started = time.monotonic()
     scores: dict[str, Any] = {"answers": None}
     metrics: dict[str, float] = {}
-    if plan.task != "language_modeling":
+    if eval_plan.task != "language_modeling":
         answers = greedy_complete(
             model,
-            plan.tokenizer,
+            eval_plan.tokenizer,
             [example.prompt for example in examples],
-            max_new_tokens=plan.max_new_tokens,
+            max_new_tokens=eval_plan.max_new_tokens,
             batch_size=config.per_device_eval_batch_size,
         )
         scores["answers"] = answers
-        references = plan.references
-        if plan.task == "classification":
-            predicted = [label_of(answer, plan.labels) for answer in answers]
-            scores["predicted_labels"] = predicted
-            scored = classification_metrics(predicted, plan.data.eval_labels, plan.labels)
-            metrics.update(scored.pop("metrics"))
-            scores.update(scored)
-            metrics.update(text_metrics(config.extra_metrics or (), answers, references))
-        else:
-            metrics.update(generation_metrics(answers, references, config.extra_metrics or ()))
+        answer_scores = score_answers(eval_plan, answers, config.extra_metrics or ())
+        metrics.update(answer_scores.pop("metrics"))
+        scores.update(answer_scores)
     metrics.update(
         language_modeling_metrics(
             model,
-            plan.tokenizer,
+            eval_plan.tokenizer,
             examples,
             max_seq_len=config.max_seq_len,
             batch_size=config.per_device_eval_batch_size,
@@ -291,8 +260,21 @@ def _score(name: str, model, plan: _Plan, config: EvaluateConfig, log: Log) -> d
     return scores
 
 
-def _judge(config: EvaluateConfig, plan: _Plan, scored: dict[str, dict]) -> list[GateRecord]:
-    history = plan.history or {}
+def score_answers(eval_plan: EvalPlan, answers: list[str], extra_metrics=()) -> dict:
+    """Metrics of one model's answers to the plan's eval prompts: {"metrics": {...}} plus,
+    for classification, predicted_labels, per_class, confusion_matrix and unrecognised."""
+    if eval_plan.task == "classification":
+        predicted = [label_of(answer, eval_plan.labels) for answer in answers]
+        scored = classification_metrics(predicted, eval_plan.data.eval_labels, eval_plan.labels)
+        scored["metrics"].update(text_metrics(extra_metrics, answers, eval_plan.references))
+        return {"predicted_labels": predicted, **scored}
+    return {"metrics": generation_metrics(answers, eval_plan.references, extra_metrics)}
+
+
+def _judge(
+    config: EvaluateConfig, eval_plan: EvalPlan, scored: dict[str, dict]
+) -> list[GateRecord]:
+    history = eval_plan.history or {}
     fine_tuned = scored["fine_tuned"]["metrics"]
     base = scored.get("base", {}).get("metrics", {})
     eval_losses = [point["eval_loss"] for point in history.get("eval_loss_history", [])]
@@ -304,20 +286,22 @@ def _judge(config: EvaluateConfig, plan: _Plan, scored: dict[str, dict]) -> list
             config.min_loss_gap_difference,
         ),
         gates.rising_eval_loss(eval_losses, config.rising_eval_loss_window),
-        *gates.metric_bounds(fine_tuned, config.metric_floors(plan.task), config.max_metric or {}),
+        *gates.metric_bounds(
+            fine_tuned, config.metric_floors(eval_plan.task), config.max_metric or {}
+        ),
         gates.improvement(
-            base.get(plan.primary),
-            fine_tuned[plan.primary],
-            plan.primary,
+            base.get(eval_plan.primary),
+            fine_tuned[eval_plan.primary],
+            eval_plan.primary,
             config.min_improvement,
-            lower_is_better=plan.primary in LOWER_IS_BETTER,
+            lower_is_better=eval_plan.primary in LOWER_IS_BETTER,
         ),
     ]
 
 
 def _summary(
     config: EvaluateConfig,
-    plan: _Plan,
+    eval_plan: EvalPlan,
     scored: dict[str, dict],
     records: list[GateRecord],
     samples: list[dict],
@@ -329,10 +313,14 @@ def _summary(
             for key, value in scores.items()
             if key not in ("answers", "predicted_labels")
         }
-        entry["model"] = plan.base.name
+        entry["model"] = eval_plan.base.name
         if name == "fine_tuned":
-            entry["adapter"] = str(plan.adapter) if plan.adapter else None
-            entry["model"] = str(plan.fine_tuned_model) if plan.fine_tuned_model else plan.base.name
+            entry["adapter"] = str(eval_plan.adapter) if eval_plan.adapter else None
+            entry["model"] = (
+                str(eval_plan.fine_tuned_model)
+                if eval_plan.fine_tuned_model
+                else eval_plan.base.name
+            )
         models[name] = entry
     delta = {}
     if "base" in scored:
@@ -341,25 +329,25 @@ def _summary(
             for key, value in scored["fine_tuned"]["metrics"].items()
             if key in scored["base"]["metrics"]
         }
-    trained_fingerprint = ((plan.history or {}).get("dataset") or {}).get("fingerprint")
+    trained_fingerprint = ((eval_plan.history or {}).get("dataset") or {}).get("fingerprint")
     return {
-        "task": plan.task,
-        "primary_metric": plan.primary,
+        "task": eval_plan.task,
+        "primary_metric": eval_plan.primary,
         "lower_is_better": sorted(LOWER_IS_BETTER),
-        "labels": plan.labels,
-        "eval_rows": len(plan.data.eval),
-        "max_new_tokens": plan.max_new_tokens,
+        "labels": eval_plan.labels,
+        "eval_rows": len(eval_plan.data.eval),
+        "max_new_tokens": eval_plan.max_new_tokens,
         "models": models,
         "delta": delta,
         "gates": [record.as_dict() for record in records],
         "passed": not gates.failed(records),
         "thresholds": config.model_dump(mode="json", include=set(GateThresholds.model_fields)),
         "data": {
-            "fingerprint": plan.data.fingerprint,
+            "fingerprint": eval_plan.data.fingerprint,
             "training_fingerprint": trained_fingerprint,
             "same_as_training": None
             if trained_fingerprint is None
-            else trained_fingerprint == plan.data.fingerprint,
+            else trained_fingerprint == eval_plan.data.fingerprint,
         },
         "samples": samples,
         "run_path": str(config.run_path) if config.run_path else None,
@@ -367,17 +355,17 @@ def _summary(
     }
 
 
-def _prediction_rows(plan: _Plan, scored: dict[str, dict]) -> list[dict]:
+def _prediction_rows(eval_plan: EvalPlan, scored: dict[str, dict]) -> list[dict]:
     """One row per eval example: prompt, reference, label and each model's answer."""
     rows = []
-    for index, example in enumerate(plan.data.eval):
+    for index, example in enumerate(eval_plan.data.eval):
         row: dict[str, Any] = {
             "row": index,
             "prompt": example.prompt,
-            "reference": plan.references[index],
+            "reference": eval_plan.references[index],
         }
-        if plan.data.eval_labels:
-            row["label"] = plan.data.eval_labels[index]
+        if eval_plan.data.eval_labels:
+            row["label"] = eval_plan.data.eval_labels[index]
         for name, scores in scored.items():
             if scores.get("answers") is not None:
                 row[f"{name}_answer"] = scores["answers"][index]

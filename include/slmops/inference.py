@@ -14,23 +14,47 @@ def chat_prompt(tokenizer, user_message: str, system: str | None = None) -> str:
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
-def greedy_complete(
+def stop_ids(tokenizer, model=None) -> set[int]:
+    """Token ids that end an answer: the tokenizer's EOS and the model's generation EOS."""
+    ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    if configured is None:
+        configured = getattr(getattr(model, "config", None), "eos_token_id", None)
+    if isinstance(configured, int):
+        ids.add(configured)
+    elif configured:
+        ids.update(configured)
+    return ids
+
+
+def until_stop(ids: Sequence[int], stops: set[int]) -> list[int]:
+    """``ids`` up to (not including) the first stop token."""
+    answer: list[int] = []
+    for token in ids:
+        if token in stops:
+            break
+        answer.append(int(token))
+    return answer
+
+
+def greedy_token_ids(
     model,
     tokenizer,
     prompts: Sequence[str],
     *,
     max_new_tokens: int = 64,
     batch_size: int = 8,
-) -> list[str]:
-    """Greedy completions of ``prompts`` (already formatted), special tokens stripped."""
+) -> list[list[int]]:
+    """The greedy answer of each prompt (already formatted) as token ids, up to EOS."""
     import torch
 
     if tokenizer.pad_token is None:  # common for base models; padding is masked anyway
         tokenizer.pad_token = tokenizer.eos_token
+    stops = stop_ids(tokenizer, model)
     # Left padding keeps every prompt's last token next to its first generated one.
     previous_side = tokenizer.padding_side
     tokenizer.padding_side = "left"
-    completions: list[str] = []
+    answers: list[list[int]] = []
     try:
         for start in range(0, len(prompts), batch_size):
             batch = tokenizer(
@@ -46,11 +70,28 @@ def greedy_complete(
                     do_sample=False,
                     pad_token_id=tokenizer.pad_token_id,
                 )
-            new_tokens = output[:, batch["input_ids"].shape[1] :]
-            completions.extend(
-                text.strip()
-                for text in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
-            )
+            new_tokens = output[:, batch["input_ids"].shape[1] :].tolist()
+            answers.extend(until_stop(ids, stops) for ids in new_tokens)
     finally:
         tokenizer.padding_side = previous_side
-    return completions
+    return answers
+
+
+def decode_answers(tokenizer, answers: Sequence[Sequence[int]]) -> list[str]:
+    """Answers as text, special tokens dropped and surrounding space stripped."""
+    return [text.strip() for text in tokenizer.batch_decode(answers, skip_special_tokens=True)]
+
+
+def greedy_complete(
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    *,
+    max_new_tokens: int = 64,
+    batch_size: int = 8,
+) -> list[str]:
+    """Greedy completions of ``prompts`` (already formatted), special tokens stripped."""
+    answers = greedy_token_ids(
+        model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size
+    )
+    return decode_answers(tokenizer, answers)

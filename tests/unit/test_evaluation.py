@@ -8,8 +8,9 @@ import math
 import pytest
 from sklearn.metrics import accuracy_score, f1_score
 
+from slmops.adapters import AdapterMismatch
 from slmops.config import ConfigError
-from slmops.evaluation import EvaluationError, run
+from slmops.evaluation import run
 from slmops.evaluation_config import EvaluateConfig, config_for_run, defaults_from_run
 from slmops.gates import GateFailure
 from slmops.testing import build_tiny_llama, tone_rows
@@ -243,7 +244,7 @@ def test_bad_settings_fail_before_anything_is_written(tone_run, tmp_path):
 def test_an_adapter_for_another_base_is_refused(lora_run, tmp_path):
     other = build_tiny_llama(tmp_path / "wider", hidden_size=96, intermediate_size=192)
     config = config_for_run(lora_run, output_path=tmp_path / "e", model_name_or_path=str(other))
-    with pytest.raises(EvaluationError, match="does not fit .*it was trained on"):
+    with pytest.raises(AdapterMismatch, match="does not fit .*it was trained on"):
         run(config)
     assert not (tmp_path / "e").exists()
 
