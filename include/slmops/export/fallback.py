@@ -1,0 +1,384 @@
+"""torch.onnx export for causal LMs that onnxruntime-genai's model builder does not know.
+
+The model is traced (TorchScript exporter) through a thin wrapper that takes flat tensors:
+``input_ids``, ``attention_mask`` (past + new tokens) and ``past_key_values.N.key/value``,
+and returns ``logits`` and ``present.N.key/value``. The wrapper builds the 4D causal +
+padding mask and the position ids from ``attention_mask`` with tensor ops only, so
+nothing about batch size, prompt length, padding or cache length is frozen into the graph
+(transformers' own mask code branches on Python ints, which a trace turns into constants).
+
+The graph then goes through onnxruntime's transformer optimizer, is checked against
+PyTorch (fp32 must match; the unoptimized graph is kept when the optimized one does not),
+and is converted to the requested precision. ``slmops_onnx.json`` describes the result for
+``slmops.export.ort_runner.OrtCausalLM``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import json
+import logging
+import tempfile
+import warnings
+from pathlib import Path
+
+from slmops.export.genai_builder import ExportError
+from slmops.export.ort_runner import FORMAT, METADATA_FILE, MODEL_FILE, OrtCausalLM
+from slmops.progress import Log
+
+PRECISIONS = ("fp32", "fp16", "int8", "int4")
+OPSET = 17
+# Additive mask for blocked positions: zeroes a softmax weight, yet stays finite in fp16
+# (min -65504), so a fully padded row averages instead of turning into NaN and spreading.
+MASK_MIN = -3.0e4
+# fp32 ONNX vs PyTorch, max |logits diff| relative to max(1, |logits|): real bugs (mask,
+# positions, cache) show up as differences of order 1.
+FP32_TOLERANCE = 1e-3
+_TRACE_BATCH, _TRACE_NEW, _TRACE_PAST = 2, 4, 3
+
+
+def export_with_torch(model_dir: Path, out_dir: Path, *, precision: str, log: Log) -> dict:
+    """Write model.onnx (+ model.onnx.data), the tokenizer and slmops_onnx.json into the
+    empty ``out_dir``; return the slmops_onnx.json contents."""
+    from slmops.models import load_causal_lm, load_tokenizer
+
+    model_dir, out_dir = Path(model_dir), Path(out_dir)
+    if precision not in PRECISIONS:
+        raise ExportError(
+            f"precision {precision!r} is not one the fallback exporter writes; "
+            f"use one of {', '.join(PRECISIONS)}"
+        )
+    log(f"fallback export of {model_dir} with torch.onnx (precision {precision})")
+    # Eager attention: plain matmul + softmax with our additive mask, on every architecture.
+    model = load_causal_lm(str(model_dir), attn_implementation="eager")
+    tokenizer = load_tokenizer(str(model_dir))
+    spec = _describe(model, tokenizer, model_dir, precision)
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".fallback-") as work:
+        work = Path(work)
+        exported = _trace(model, spec, work / "exported.onnx", model_dir, log)
+        optimized = _optimize(exported, model.config, work / "optimized.onnx", log)
+        chosen = _first_matching(model, spec, [p for p in (optimized, exported) if p], log)
+        _convert(chosen, out_dir / MODEL_FILE, precision, work, log)
+    if precision != "fp32":
+        _log_drift(model, out_dir / MODEL_FILE, spec, log)
+    tokenizer.save_pretrained(out_dir)
+    (out_dir / METADATA_FILE).write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
+    size_mb = sum(f.stat().st_size for f in out_dir.glob(MODEL_FILE + "*")) / 2**20
+    log(f"wrote {out_dir / MODEL_FILE} ({size_mb:.1f} MiB) and {METADATA_FILE}")
+    return spec
+
+
+def _describe(model, tokenizer, model_dir: Path, precision: str) -> dict:
+    """slmops_onnx.json: I/O names and cache shapes (read off a real forward pass, so no
+    per-architecture config field names are guessed), stop and pad ids."""
+    from slmops.inference import stop_ids
+
+    layer_shapes = _cache_shapes(model, model_dir)
+    num_layers = len(layer_shapes)
+    _, num_kv_heads, _, head_dim = layer_shapes[0]
+    kv_names = [(f"{i}.key", f"{i}.value") for i in range(num_layers)]
+    eos_ids = sorted(stop_ids(tokenizer, model))
+    candidates = (tokenizer.pad_token_id, getattr(model.config, "pad_token_id", None), *eos_ids)
+    # Any id will do when there is none: padded positions are masked.
+    pad_id = next((i for i in candidates if i is not None), 0)
+    return {
+        "format": FORMAT,
+        "inputs": ["input_ids", "attention_mask"]
+        + [f"past_key_values.{name}" for pair in kv_names for name in pair],
+        "outputs": ["logits"] + [f"present.{name}" for pair in kv_names for name in pair],
+        "kv_cache": True,
+        "num_layers": num_layers,
+        "num_kv_heads": int(num_kv_heads),
+        "head_dim": int(head_dim),
+        "eos_token_ids": eos_ids,
+        "pad_token_id": int(pad_id),
+        "precision": precision,
+        "max_positions": getattr(model.config, "max_position_embeddings", None),
+        "model_type": model.config.model_type,
+    }
+
+
+def _cache_shapes(model, model_dir: Path) -> list[tuple[int, ...]]:
+    """Per-layer key shapes after a 2-token forward; refuses caches that are not one plain
+    full-attention key/value pair per layer (sliding window, linear attention...)."""
+    import torch
+    from transformers.cache_utils import DynamicCache, DynamicLayer
+
+    planned = DynamicCache(config=model.config).layers
+    odd = sorted({type(layer).__name__ for layer in planned if type(layer) is not DynamicLayer})
+    if odd:
+        raise ExportError(
+            f"{model_dir} ({model.config.model_type}) uses {', '.join(odd)} cache layers; the "
+            "torch.onnx fallback exports full-attention decoders only. Export it with "
+            "onnxruntime-genai's builder or optimum-onnx instead."
+        )
+    cache = DynamicCache()
+    with torch.inference_mode():
+        model(
+            input_ids=torch.zeros(1, 2, dtype=torch.long),
+            use_cache=True,
+            **{_cache_kwarg(model): cache},
+        )
+    shapes = [tuple(layer.keys.shape) for layer in cache.layers]
+    if not shapes or len({shape[1:] for shape in shapes}) != 1:
+        raise ExportError(
+            f"{model_dir}: the key/value cache has per-layer shapes {shapes}; the torch.onnx "
+            "fallback needs one shape for all layers"
+        )
+    return shapes
+
+
+def _cache_kwarg(model) -> str:
+    # transformers 5.24 renamed `past_key_values` to `cache` (old name deprecated).
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def _decoder_step(model, num_layers: int):
+    """``model`` as one decoder call on flat tensors, in eval mode.
+
+    The wrapper must be in eval mode: the TorchScript exporter restores the wrapper's
+    training flag recursively after export, and a fresh Module is in training mode, so
+    exporting it un-eval'd leaves the HF model with dropout on afterwards (that is what
+    made a quick GPT-2 export look 0.27 off: the ONNX graph was right, PyTorch was not).
+    """
+    import torch
+    from transformers.cache_utils import DynamicCache
+
+    cache_kwarg = _cache_kwarg(model)
+    takes_positions = "position_ids" in inspect.signature(model.forward).parameters
+
+    class DecoderStep(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids, attention_mask, *past):
+            mask, position_ids = causal_mask_and_positions(input_ids, attention_mask)
+            cache = DynamicCache([(past[2 * i], past[2 * i + 1]) for i in range(num_layers)])
+            extra = {"position_ids": position_ids} if takes_positions else {}
+            output = self.model(
+                input_ids=input_ids,
+                attention_mask=mask.to(self.model.dtype),
+                use_cache=True,
+                **{cache_kwarg: cache},
+                **extra,
+            )
+            present = [t for layer in cache.layers for t in (layer.keys, layer.values)]
+            return (output.logits, *present)
+
+    return DecoderStep().eval()
+
+
+def causal_mask_and_positions(input_ids, attention_mask):
+    """Additive [batch, 1, new, past+new] mask and [batch, new] position ids, built from
+    tensor ops only (no Python ints from shapes), so a trace stays shape-generic.
+
+    Query ``q`` (the ``past_len + q``-th token) sees key ``k`` when ``k <= past_len + q``
+    and ``attention_mask[k]`` is 1. Positions count real tokens only, as
+    ``generate`` does, so a left-padded prompt gets the same positions as an unpadded one.
+    """
+    import torch
+
+    ones_new = torch.ones_like(input_ids)
+    ones_all = torch.ones_like(attention_mask)
+    past_len = ones_all.sum(-1, keepdim=True) - ones_new.sum(-1, keepdim=True)
+    query_index = ones_new.cumsum(-1) - 1 + past_len  # [batch, new], index into keys
+    key_index = ones_all.cumsum(-1) - 1  # [batch, past+new]
+    visible = (key_index[:, None, :] <= query_index[:, :, None]) & (attention_mask[:, None, :] > 0)
+    mask = torch.where(visible, 0.0, MASK_MIN)[:, None]
+    real_positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+    return mask, torch.gather(real_positions, 1, query_index)
+
+
+def _trace(model, spec: dict, path: Path, model_dir: Path, log: Log) -> Path:
+    import torch
+
+    step = _decoder_step(model, spec["num_layers"])
+    batch, new, past_len = _TRACE_BATCH, _TRACE_NEW, _TRACE_PAST
+    # A non-empty past and unequal lengths keep every dimension visibly dynamic in the trace.
+    past_shape = (batch, spec["num_kv_heads"], past_len, spec["head_dim"])
+    args = (
+        torch.randint(0, model.config.vocab_size, (batch, new)),
+        torch.ones(batch, past_len + new, dtype=torch.long),
+        *[torch.randn(past_shape) for _ in spec["inputs"][2:]],
+    )
+    axes = {
+        "input_ids": {0: "batch_size", 1: "sequence_length"},
+        "attention_mask": {0: "batch_size", 1: "total_sequence_length"},
+        "logits": {0: "batch_size", 1: "sequence_length"},
+    }
+    axes |= {name: {0: "batch_size", 2: "past_sequence_length"} for name in spec["inputs"][2:]}
+    axes |= {name: {0: "batch_size", 2: "total_sequence_length"} for name in spec["outputs"][1:]}
+    log(f"tracing {spec['num_layers']} layers with the TorchScript exporter (opset {OPSET})")
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # TracerWarnings about Python branches we bypass
+            torch.onnx.export(
+                step,
+                args,
+                str(path),
+                input_names=spec["inputs"],
+                output_names=spec["outputs"],
+                dynamic_axes=axes,
+                opset_version=OPSET,
+                dynamo=False,
+                do_constant_folding=True,
+            )
+    except Exception as exc:
+        raise ExportError(
+            f"torch.onnx could not trace {model_dir} ({model.config.model_type}): "
+            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}. "
+            "Export it with onnxruntime-genai's builder or optimum-onnx instead."
+        ) from exc
+    finally:
+        model.eval()
+    return path
+
+
+def _optimize(source: Path, config, target: Path, log: Log) -> Path | None:
+    """onnxruntime's transformer fusions (LayerNorm, Gelu, SkipLayerNorm...). GPT-2 gets
+    the full gpt2 set; other architectures skip the attention/rotary fusions, whose
+    patterns are GPT-2/Llama specific. None when the optimizer fails."""
+    from onnxruntime.transformers.fusion_options import FusionOptions
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    options = FusionOptions("gpt2")
+    if config.model_type != "gpt2":
+        options.enable_attention = False
+        options.enable_rotary_embeddings = False
+    try:
+        optimizer = optimize_model(
+            str(source),
+            model_type="gpt2",
+            num_heads=getattr(config, "num_attention_heads", 0) or 0,
+            hidden_size=getattr(config, "hidden_size", 0) or 0,
+            optimization_options=options,
+        )
+        optimizer.save_model_to_file(str(target), use_external_data_format=True)
+    except Exception as exc:
+        log(f"onnxruntime optimizer skipped ({type(exc).__name__}: {exc}); keeping the plain graph")
+        return None
+    fused = {op: n for op, n in optimizer.get_fused_operator_statistics().items() if n}
+    log(f"onnxruntime optimizer fused: {fused or 'nothing'}")
+    return target
+
+
+def _first_matching(model, spec: dict, candidates: list[Path], log: Log) -> Path:
+    """The first graph whose fp32 logits match PyTorch (prefill with left padding, then a
+    cached decode step)."""
+    for path in candidates:
+        diff, scale = _max_logits_diff(model, _runner(path, spec), with_scale=True)
+        log(f"{path.stem} graph vs PyTorch: max |logits diff| {diff:.3g} (|logits| <= {scale:.3g})")
+        if diff <= FP32_TOLERANCE * max(1.0, scale):
+            return path
+    raise ExportError(
+        f"the ONNX export of {model.name_or_path} ({model.config.model_type}) does not match "
+        f"PyTorch (max |logits diff| {diff:.3g}); this architecture needs onnxruntime-genai's "
+        "builder or optimum-onnx"
+    )
+
+
+def _log_drift(model, path: Path, spec: dict, log: Log) -> None:
+    """How far the converted model moved from PyTorch fp32 (informative, not a gate)."""
+    try:
+        drift = _max_logits_diff(model, _runner(path, spec))
+    except Exception as exc:  # fp16 targets GPUs; a CPU build may lack some fp16 kernels
+        log(f"{spec['precision']} model not checked on CPU ({type(exc).__name__}: {exc})")
+        return
+    log(f"{spec['precision']} vs PyTorch fp32: max |logits diff| {drift:.3g}")
+
+
+def _runner(path: Path, spec: dict) -> OrtCausalLM:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return OrtCausalLM(session, spec)
+
+
+def _max_logits_diff(model, runner: OrtCausalLM, *, with_scale: bool = False):
+    """Max |ONNX - PyTorch| logits over real (non-padded) positions of a left-padded batch,
+    plus one cached decode step."""
+    import numpy as np
+    import torch
+
+    generator = torch.Generator().manual_seed(0)
+    input_ids = torch.randint(0, model.config.vocab_size, (2, 9), generator=generator)
+    attention_mask = torch.ones_like(input_ids)
+    attention_mask[1, :4] = 0
+    logits, present = runner.step(input_ids.numpy(), attention_mask.numpy())
+    expected = _torch_logits(model, input_ids, attention_mask)
+    real = attention_mask.numpy().astype(bool)
+    diff = float(np.abs(logits - expected)[real].max())
+    next_ids = torch.from_numpy(logits[:, -1].argmax(-1))[:, None]
+    input_ids = torch.cat([input_ids, next_ids], 1)
+    attention_mask = torch.cat([attention_mask, torch.ones_like(next_ids)], 1)
+    logits, _ = runner.step(next_ids.numpy(), attention_mask.numpy(), present)
+    expected_step = _torch_logits(model, input_ids, attention_mask)[:, -1]
+    diff = max(diff, float(np.abs(logits[:, -1] - expected_step).max()))
+    scale = float(np.abs(expected[real]).max())
+    return (diff, scale) if with_scale else diff
+
+
+def _torch_logits(model, input_ids, attention_mask):
+    """PyTorch logits with ``generate``'s position ids (real tokens counted only)."""
+    import torch
+
+    extra = {}
+    if "position_ids" in inspect.signature(model.forward).parameters:
+        extra["position_ids"] = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+    with torch.inference_mode():
+        out = model(input_ids=input_ids, attention_mask=attention_mask, **extra)
+    return out.logits.float().numpy()
+
+
+def _convert(source: Path, target: Path, precision: str, work: Path, log: Log) -> None:
+    from slmops.export import quantize
+
+    if precision == "int8":
+        log("quantizing MatMul weights to int8 (dynamic)")
+        quantize.quantize_int8_dynamic(_with_types(source, work / "typed.onnx"), target)
+    elif precision == "int4":
+        log(f"quantizing MatMul weights to int4 (block {quantize.INT4_BLOCK_SIZE})")
+        with _quiet("onnxruntime.quantization.matmul_nbits_quantizer"):  # INFO per node
+            quantize.quantize_int4(source, target)
+    elif precision == "fp16":
+        from onnxruntime.transformers.onnx_model import OnnxModel
+
+        log("converting weights to fp16 (inputs/outputs stay fp32)")
+        model = OnnxModel(quantize.load_model(source))
+        # Symbolic shape inference inside knows the fused contrib ops (SkipLayerNorm...).
+        model.convert_float_to_float16(keep_io_types=True)
+        model.topological_sort()  # the input Casts are appended after their consumers
+        quantize.save_model(model.model, target)
+    else:
+        quantize.save_model(quantize.load_model(source), target)
+
+
+def _with_types(source: Path, target: Path) -> Path:
+    """``source`` with every tensor's type recorded (symbolic shape inference knows the
+    fused contrib ops, which onnx's own inference does not): the int8 quantizer needs the
+    type of each MatMul output and gives up otherwise."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    quant_pre_process(
+        str(source),
+        str(target),
+        skip_optimization=True,
+        auto_merge=True,
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        external_data_location=target.name + ".data",
+    )
+    return target
+
+
+@contextlib.contextmanager
+def _quiet(logger_name: str):
+    logger = logging.getLogger(logger_name)
+    previous = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(previous)

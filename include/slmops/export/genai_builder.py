@@ -1,0 +1,83 @@
+"""onnxruntime-genai's model builder, run in a child process.
+
+A child process keeps the builder's memory (a full float copy of the model) and its
+console chatter away from the caller; its output goes to a log file. An architecture the
+builder does not know raises ``BuilderUnsupported`` so the caller can fall back.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from slmops.errors import SlmopsError
+from slmops.progress import Log, no_log
+
+BUILD_LOG = "build.log"
+_UNSUPPORTED_MARK = "is not currently supported"
+_LOG_TAIL_LINES = 12
+
+
+class BuilderUnsupported(SlmopsError):
+    """The builder does not know this model's architecture."""
+
+
+class ExportError(SlmopsError):
+    """A model could not be exported to ONNX."""
+
+
+def build_with_genai(
+    model_dir: Path,
+    out_dir: Path,
+    *,
+    precision: str,
+    execution_provider: str,
+    log_path: Path,
+    adapter_path: Path | None = None,
+    options: dict[str, str] | None = None,
+    log: Log = no_log,
+) -> None:
+    """Write a folder onnxruntime-genai runs (model.onnx, genai_config.json, tokenizer,
+    chat template). ``options`` are the builder's ``--extra_options`` (KEY=VALUE). With
+    ``adapter_path`` the LoRA weights stay separate MatMuls beside
+    the base weights (the multi-adapter export reads them back out)."""
+    with tempfile.TemporaryDirectory(prefix="slmops-builder-cache-") as cache:
+        command = [
+            sys.executable,
+            "-m",
+            "onnxruntime_genai.models.builder",
+            "-i",
+            str(model_dir),
+            "-o",
+            str(out_dir),
+            "-p",
+            precision,
+            "-e",
+            execution_provider,
+            "-c",
+            cache,
+        ]
+        extra = dict(options or {})
+        if adapter_path is not None:
+            extra["adapter_path"] = str(adapter_path)
+        if extra:
+            command += ["--extra_options", *(f"{key}={value}" for key, value in extra.items())]
+        log(f"onnxruntime-genai builder: {precision} for {execution_provider} from {model_dir}")
+        with open(log_path, "a", encoding="utf-8") as sink:
+            sink.write("$ " + " ".join(command) + "\n")
+            sink.flush()
+            finished = subprocess.run(
+                command, stdout=sink, stderr=subprocess.STDOUT, check=False, text=True
+            )
+    if finished.returncode == 0:
+        return
+    output = Path(log_path).read_text(encoding="utf-8", errors="replace")
+    if _UNSUPPORTED_MARK in output:
+        raise BuilderUnsupported(f"the builder does not support {model_dir}")
+    tail = "\n".join(output.strip().splitlines()[-_LOG_TAIL_LINES:])
+    raise ExportError(
+        f"onnxruntime-genai's builder failed on {model_dir} (exit {finished.returncode}); "
+        f"the end of {log_path}:\n{tail}"
+    )

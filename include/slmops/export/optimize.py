@@ -1,0 +1,250 @@
+"""``optimize(model, target, out) -> OptimizeResult``: export, parity, benchmark, report.
+
+The output folder is written whole or not at all. It holds the ONNX model (for the genai
+builder: a folder ``og.Model`` loads as is) and beside it:
+
+    export.json     target, exporter (and any fallback), source model, adapter, sizes
+    parity.json     eval-set metrics PyTorch vs ONNX, token agreement, the degradation gate
+    benchmark.json  first-token latency, decode tokens/s, size, peak RSS: PyTorch vs ONNX
+    report.md/html  the same for people
+    build.log       the builder's own output
+
+A failed degradation gate raises ``GateFailure`` after the folder is written (unless
+``fail_on_gates`` is off), so the report says why.
+"""
+
+from __future__ import annotations
+
+import gc
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from slmops import gates
+from slmops.adapters import check_adapter_folder, merge_into_base
+from slmops.artifacts import atomic_directory, atomic_write_json
+from slmops.benchmark import Subject, measure, size_on_disk, with_speedups
+from slmops.evaluation import EvalPlan
+from slmops.evaluation import plan as evaluation_plan
+from slmops.evaluation_config import config_for_run, read_run_metrics
+from slmops.export import parity
+from slmops.export.config import AutoOptConfig
+from slmops.export.exporter import export_model
+from slmops.export.report import write_report
+from slmops.export.runtime import encode_prompts
+from slmops.export.targets import DEFAULT_TARGET, Target
+from slmops.gates import GateFailure, GateRecord
+from slmops.models import ResolvedModel, load_padding_tokenizer, quiet_libraries, resolve
+from slmops.progress import Log, no_log
+from slmops.training_runs import ADAPTER, MERGED
+
+EXPORT_RECORD = "export.json"
+PARITY_NAME = "parity.json"
+BENCHMARK_NAME = "benchmark.json"
+PYTORCH_LABEL = "pytorch-fp32"
+
+
+@dataclass
+class OptimizeResult:
+    output_path: Path
+    target: Target
+    record: dict
+    parity: dict | None
+    benchmark: list[dict] | None
+    gates: list[GateRecord]
+
+    @property
+    def failed(self) -> list[GateRecord]:
+        return gates.failed(self.gates)
+
+
+@dataclass
+class _Source:
+    base: ResolvedModel
+    model_dir: Path  # the folder exported (the base itself, a merged or a full fine-tune)
+    adapter: Path | None  # merged into model_dir first
+    eval_plan: EvalPlan | None
+
+
+def optimize(
+    model: str | Path | None,
+    target: str = DEFAULT_TARGET,
+    out: Path | None = None,
+    *,
+    log: Log = no_log,
+    **settings: Any,
+) -> OptimizeResult:
+    """Export ``model`` for ``target`` into ``out``; ``settings`` are AutoOptConfig fields
+    (adapter_path, run_path, parity, benchmark, max_export_degradation...)."""
+    config = AutoOptConfig(
+        model_name_or_path=None if model is None else str(model),
+        target=target,
+        output_path=out,
+        **settings,
+    )
+    return run(config, log=log)
+
+
+def run(config: AutoOptConfig, *, log: Log = no_log) -> OptimizeResult:
+    quiet_libraries()
+    target = config.resolved_target()
+    out = config.output_dir(target)
+    source = _source(config, log)
+    runnable, why_not = _can_run(target)
+    with tempfile.TemporaryDirectory(
+        prefix=".slmops-merge-", dir=out.parent if out.parent.is_dir() else None
+    ) as staging:
+        model_dir = _merged(source, Path(staging), config, log)
+        with atomic_directory(out) as folder:
+            record = _record(config, target, source, model_dir)
+            record.update(
+                export_model(
+                    model_dir,
+                    folder,
+                    target,
+                    use_ort_genai=config.use_ort_genai,
+                    builder_options=config.builder_options,
+                    log=log,
+                )
+            )
+            record["size_mb"] = round(size_on_disk(folder) / 2**20, 1)
+            record["source_size_mb"] = round(size_on_disk(model_dir) / 2**20, 1)
+            log(
+                f"exported {target.name} with {record['exporter']}: {record['size_mb']} MB "
+                f"in {record['seconds']} s"
+            )
+            parity_summary, records, bench = None, [], None
+            if not runnable:
+                record["not_run"] = why_not
+                log(f"parity and benchmark skipped: {why_not}")
+            else:
+                tokenizer = load_padding_tokenizer(
+                    str(model_dir), trust_remote_code=config.trust_remote_code
+                )
+                if config.parity:
+                    parity_summary, record_gate = parity.check(
+                        folder,
+                        target,
+                        model_dir,
+                        tokenizer,
+                        source.eval_plan,
+                        max_degradation=config.max_export_degradation,
+                        agreement_count=config.agreement_prompts,
+                        log=log,
+                    )
+                    records.append(record_gate)
+                    atomic_write_json(folder / PARITY_NAME, parity_summary)
+                if config.benchmark:
+                    bench = _benchmark(config, target, model_dir, folder, tokenizer, source, log)
+                    atomic_write_json(folder / BENCHMARK_NAME, bench)
+            record["gates"] = [gate.as_dict() for gate in records]
+            record["passed"] = not gates.failed(records)
+            atomic_write_json(folder / EXPORT_RECORD, record)
+            write_report(folder, record, parity_summary, bench)
+    result = OptimizeResult(out, target, record, parity_summary, bench, records)
+    log(f"{target.name}: {out}")
+    if result.failed and config.fail_on_gates:
+        raise GateFailure(result.failed)
+    return result
+
+
+def _source(config: AutoOptConfig, log: Log) -> _Source:
+    """What to export, checked before anything heavy runs."""
+    adapter = check_adapter_folder(config.adapter_path) if config.adapter_path else None
+    model_dir: Path | None = None
+    base_name = config.model_name_or_path
+    if config.run_path is not None:
+        run_path = Path(config.run_path)
+        history = read_run_metrics(run_path)
+        base_name = base_name or history["config"]["model_name_or_path"]
+        outputs = history.get("outputs", {})
+        if adapter is None and outputs.get(MERGED):
+            model_dir = run_path / outputs[MERGED]
+        elif adapter is None and outputs.get(ADAPTER):
+            adapter = run_path / outputs[ADAPTER]
+    base = resolve(base_name, log=log)
+    eval_plan = None
+    if config.parity and config.run_path is not None:
+        settings = {"model_name_or_path": base_name, "trust_remote_code": config.trust_remote_code}
+        eval_plan = evaluation_plan(config_for_run(Path(config.run_path), **settings), log)
+    return _Source(base, model_dir or base.path, adapter, eval_plan)
+
+
+def _merged(source: _Source, staging: Path, config: AutoOptConfig, log: Log) -> Path:
+    """The folder to export: the adapter merged into the float32 base when there is one."""
+    if source.adapter is None:
+        return source.model_dir
+    log(f"merging {source.adapter} into the float32 base {source.base.name}")
+    tokenizer = load_padding_tokenizer(source.base, trust_remote_code=config.trust_remote_code)
+    merged = staging / "merged"
+    merge_into_base(
+        source.base, source.adapter, merged, tokenizer, trust_remote_code=config.trust_remote_code
+    )
+    gc.collect()
+    return merged
+
+
+def _can_run(target: Target) -> tuple[bool, str | None]:
+    """GPU targets are built anywhere but run only where CUDA is (onnxruntime-genai-cuda)."""
+    if target.device != "gpu":
+        return True, None
+    import onnxruntime
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        return True, None
+    return False, (
+        f"{target.name} needs onnxruntime-gpu / onnxruntime-genai-cuda and an NVIDIA GPU; "
+        "the model is built, run `slmops auto-opt` on a GPU machine for parity and benchmark"
+    )
+
+
+def _benchmark(
+    config: AutoOptConfig,
+    target: Target,
+    model_dir: Path,
+    folder: Path,
+    tokenizer,
+    source: _Source,
+    log: Log,
+) -> list[dict]:
+    eval_prompts = [e.prompt for e in source.eval_plan.data.eval] if source.eval_plan else []
+    prompts = parity.agreement_prompts(tokenizer, eval_prompts, config.benchmark_prompts)
+    prompt_ids = encode_prompts(tokenizer, prompts[: config.benchmark_prompts])
+    subjects = [
+        Subject(PYTORCH_LABEL, "torch", model_dir, device=target.device),
+        Subject(target.name, "onnx", folder, device=target.device),
+    ]
+    results = with_speedups(
+        measure(subjects, prompt_ids, config.benchmark_new_tokens), PYTORCH_LABEL
+    )
+    for result in results:
+        log(
+            f"benchmark {result['label']}: first token {result['first_token_ms']} ms, "
+            f"{result['decode_tokens_per_s']} tokens/s (x{result['decode_speedup']}), "
+            f"{result['size_mb']} MB, peak RSS {result['peak_rss_mb']} MB"
+        )
+    return results
+
+
+def _record(config: AutoOptConfig, target: Target, source: _Source, model_dir: Path) -> dict:
+    import onnxruntime
+    import onnxruntime_genai
+
+    import slmops
+
+    return {
+        "target": target.as_dict(),
+        "base_model": source.base.name,
+        "adapter": str(source.adapter) if source.adapter else None,
+        "source_model": str(model_dir)
+        if source.adapter is None
+        else "base + adapter, merged in float32",
+        "run_path": str(config.run_path) if config.run_path else None,
+        "versions": {
+            "slmops": slmops.__version__,
+            "onnxruntime": onnxruntime.__version__,
+            "onnxruntime_genai": onnxruntime_genai.__version__,
+        },
+        "config": config.model_dump(mode="json"),
+    }
