@@ -148,6 +148,54 @@ def adapter_base_name(adapter_dir: Path) -> str:
     return config.get("base_model_name_or_path") or "an unknown base"
 
 
+def check_adapter_fits(base_dir: Path, adapter_dir: Path, base_name: str) -> None:
+    """Every LoRA pair of the adapter must sit on a layer of the base with matching
+    in/out sizes. Reads only the safetensors headers, so it costs nothing next to a merge
+    or an export; ``AdapterMismatch`` names the first layers that differ."""
+    adapter_shapes = _tensor_shapes(Path(adapter_dir))
+    base_shapes = _tensor_shapes(Path(base_dir))
+    problems = []
+    for key, shape in sorted(adapter_shapes.items()):
+        part = ".lora_A." if ".lora_A." in key else ".lora_B." if ".lora_B." in key else None
+        if part is None:
+            continue
+        module = key.removeprefix("base_model.model.").split(part)[0]
+        base_shape = base_shapes.get(f"{module}.weight")
+        if base_shape is None:
+            if not module.endswith("lm_head"):  # a tied head has no weight of its own
+                problems.append(f"{module} is not a layer of the base")
+            continue
+        if len(base_shape) != 2 or len(shape) != 2:
+            continue
+        # lora_A is [rank, in_features], lora_B is [out_features, rank]; the base [out, in].
+        expected, found = (
+            (base_shape[1], shape[1]) if part == ".lora_A." else (base_shape[0], shape[0])
+        )
+        if expected != found:
+            side = "inputs" if part == ".lora_A." else "outputs"
+            problems.append(f"{module} has {expected} {side} in the base, {found} in the adapter")
+    if problems:
+        shown = "; ".join(problems[:3]) + (
+            f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        )
+        raise AdapterMismatch(
+            f"adapter {adapter_dir} does not fit {base_name}: {shown}. It was trained on "
+            f"{adapter_base_name(adapter_dir)}: use that base (--model_name_or_path)"
+        )
+
+
+def _tensor_shapes(folder: Path) -> dict[str, list[int]]:
+    """Name -> shape of every tensor in a folder's safetensors files, from headers only."""
+    from safetensors import safe_open
+
+    shapes: dict[str, list[int]] = {}
+    for path in sorted(folder.glob("*.safetensors")):
+        with safe_open(str(path), framework="np") as weights:
+            for key in weights.keys():  # noqa: SIM118 (safe_open is not a dict)
+                shapes[key] = list(weights.get_slice(key).get_shape())
+    return shapes
+
+
 def apply_adapter(model, adapter_dir: Path, base_name: str):
     """``model`` with the adapter merged in (same answers as the unmerged adapter, faster);
     ``AdapterMismatch`` names the base the adapter was trained on when it does not fit."""

@@ -12,10 +12,19 @@ import sys
 from collections.abc import Sequence
 
 from slmops import __version__
-from slmops.commands import evaluate, finetune, generate, models, validate
+from slmops.commands import (
+    auto_opt,
+    evaluate,
+    finetune,
+    generate,
+    generate_adapter,
+    models,
+    targets,
+    validate,
+)
 from slmops.errors import SlmopsError
 
-COMMANDS = (models, generate, validate, finetune, evaluate)
+COMMANDS = (models, generate, validate, finetune, evaluate, targets, auto_opt, generate_adapter)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -118,7 +118,11 @@ def config_from_args(
 
 
 def _choices(annotation: Any) -> list[str] | None:
-    """The values of a ``Literal[...]`` setting, so ``--help`` lists them."""
+    """The values of a ``Literal[...]`` (or ``Literal[...] | None``) setting, so ``--help``
+    lists them."""
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        options = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+        annotation = options[0] if len(options) == 1 else annotation
     if typing.get_origin(annotation) is typing.Literal:
         return list(typing.get_args(annotation))
     return None

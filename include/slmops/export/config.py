@@ -129,3 +129,41 @@ class AutoOptConfig(BaseModel):
                 "it first or choose another output path"
             )
         return out
+
+
+class GenerateAdapterConfig(BaseModel):
+    """Settings of ``slmops generate-adapter`` (Olive's ``generate-adapter``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_model_path: str = Field(
+        description="the base every adapter was trained on: bundled name, local folder or hub id"
+    )
+    adapter_paths: list[Path] = Field(
+        description="LoRA adapter folders (a run's adapter/), comma-separated"
+    )
+    adapter_names: list[str] | None = Field(
+        None,
+        description="one name per adapter, comma-separated (default: each run's folder name)",
+    )
+    target: Literal[tuple(TARGETS)] | None = Field(  # type: ignore[valid-type]
+        None, description="deployment target of the shared base (default: cpu-int4)"
+    )
+    device: Literal["cpu", "gpu"] | None = Field(None, description="cpu or gpu (default: cpu)")
+    provider: Literal["CPUExecutionProvider", "CUDAExecutionProvider"] | None = Field(
+        None, description="onnxruntime execution provider (default: the device's)"
+    )
+    precision: Literal[PRECISIONS] | None = Field(  # type: ignore[valid-type]
+        None, description="precision of the shared base: int4 (default), int8, fp16 (GPU), fp32"
+    )
+    output_path: Path = Field(
+        description="folder for the base model, one NAME.onnx_adapter per adapter and "
+        "adapters.json; its parent must exist"
+    )
+
+    _split_paths = field_validator("adapter_paths", "adapter_names", mode="before")(split_commas)
+
+    def resolved_target(self) -> Target:
+        return resolve_target(
+            self.target, device=self.device, provider=self.provider, precision=self.precision
+        )

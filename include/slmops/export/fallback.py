@@ -15,10 +15,8 @@ and is converted to the requested precision. ``slmops_onnx.json`` describes the 
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import json
-import logging
 import tempfile
 import warnings
 from pathlib import Path
@@ -340,8 +338,7 @@ def _convert(source: Path, target: Path, precision: str, work: Path, log: Log) -
         quantize.quantize_int8_dynamic(_with_types(source, work / "typed.onnx"), target)
     elif precision == "int4":
         log(f"quantizing MatMul weights to int4 (block {quantize.INT4_BLOCK_SIZE})")
-        with _quiet("onnxruntime.quantization.matmul_nbits_quantizer"):  # INFO per node
-            quantize.quantize_int4(source, target)
+        quantize.quantize_int4(source, target)
     elif precision == "fp16":
         from onnxruntime.transformers.onnx_model import OnnxModel
 
@@ -371,14 +368,3 @@ def _with_types(source: Path, target: Path) -> Path:
         external_data_location=target.name + ".data",
     )
     return target
-
-
-@contextlib.contextmanager
-def _quiet(logger_name: str):
-    logger = logging.getLogger(logger_name)
-    previous = logger.level
-    logger.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        logger.setLevel(previous)

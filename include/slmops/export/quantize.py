@@ -8,7 +8,9 @@ multi-adapter model, whose weights are graph inputs anyway).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+import logging
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 INT4_BLOCK_SIZE = 32
@@ -43,23 +45,27 @@ def quantize_int4(
     source: Path,
     target: Path,
     *,
-    block_size: int = INT4_BLOCK_SIZE,
     accuracy_level: int | None = INT4_CPU_ACCURACY_LEVEL,
     exclude_nodes: Iterable[str] = (),
 ) -> None:
-    """Weight-only int4 (MatMulNBits, symmetric, per block) for every MatMul with a
-    constant weight; activations stay float."""
-    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+    """Weight-only int4 (MatMulNBits, block 32, k-quant: the builder's cpu-int4 method)
+    for every MatMul with a constant weight; activations stay float."""
+    with _quiet_quantizer():
+        from onnxruntime.quantization.matmul_nbits_quantizer import (
+            KQuantWeightOnlyQuantConfig,
+            MatMulNBitsQuantizer,
+        )
 
-    quantizer = MatMulNBitsQuantizer(
-        load_model(source),
-        bits=4,
-        block_size=block_size,
-        is_symmetric=True,
-        accuracy_level=accuracy_level,
-        nodes_to_exclude=list(exclude_nodes),
-    )
-    quantizer.process()
+        quantizer = MatMulNBitsQuantizer(
+            load_model(source),
+            bits=4,
+            block_size=INT4_BLOCK_SIZE,
+            is_symmetric=True,
+            accuracy_level=accuracy_level,
+            nodes_to_exclude=list(exclude_nodes),
+            algo_config=KQuantWeightOnlyQuantConfig(),
+        )
+        quantizer.process()
     save_model(quantizer.model.model, target)
 
 
@@ -84,3 +90,33 @@ def quantize_int8_dynamic(source: Path, target: Path, *, exclude_nodes: Iterable
             use_external_data_format=True,
         )
         save_model(load_model(staged), target)
+
+
+@contextlib.contextmanager
+def _quiet_quantizer() -> Iterator[None]:
+    """The int4 quantizer logs a line per node at INFO, its module calls
+    ``logging.basicConfig(level=INFO)`` when imported, and k-quant warns about blocks of
+    zeros; keep all of it out of the caller's output."""
+    import numpy as np
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    chatty = [logging.getLogger(name) for name in _CHATTY_LOGGERS]
+    levels = [logger.level for logger in chatty]
+    for logger in chatty:
+        logger.setLevel(logging.WARNING)
+    try:
+        # k-quant divides by zero on all-zero blocks (it then keeps the plain scale).
+        with np.errstate(divide="ignore", invalid="ignore"):
+            yield
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        for logger, previous in zip(chatty, levels, strict=True):
+            logger.setLevel(previous)
+
+
+_CHATTY_LOGGERS = (
+    "onnxruntime.quantization.matmul_nbits_quantizer",
+    "neural_compressor",
+)

@@ -1,0 +1,319 @@
+"""One base ONNX model whose LoRA weights are inputs, plus one ``.onnx_adapter`` per
+adapter (Olive's ``generate-adapter``): onnxruntime-genai switches adapters per request
+without loading the base twice.
+
+How: the genai builder exports the base with each adapter's LoRA MatMuls beside the base
+MatMuls (float, the scale folded into lora_B). The LoRA weights of the first export become
+graph inputs with a symbolic rank (adapters of different ranks share the base) and a
+rank-1 zero default (no adapter selected = the base model); the rest of the graph is then
+quantized for the target. Every adapter's weights are read out of its own export, so the
+builder does the layout, and checked name by name and shape by shape against the base's
+inputs before any ``.onnx_adapter`` file is written.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from slmops.adapters import (
+    AdapterMismatch,
+    adapter_base_name,
+    check_adapter_fits,
+    check_adapter_folder,
+)
+from slmops.artifacts import atomic_directory, atomic_write_json
+from slmops.config import ConfigError
+from slmops.export.genai_builder import BUILD_LOG, build_with_genai
+from slmops.export.quantize import load_model, quantize_int4, quantize_int8_dynamic, save_model
+from slmops.export.targets import DEFAULT_TARGET, Target, resolve_target
+from slmops.models import resolve
+from slmops.progress import Log, no_log
+
+ADAPTER_SUFFIX = ".onnx_adapter"
+MANIFEST = "adapters.json"
+MODEL_FILE = "model.onnx"
+RANK_DIM = "lora_r"
+_LORA_NODE = re.compile(r"/lora_[AB]/")
+_FLOAT_PRECISION = {"int4": "fp32", "int8": "fp32", "fp32": "fp32", "fp16": "fp16"}
+
+
+@dataclass
+class MultiAdapterResult:
+    output_path: Path
+    target: Target
+    adapters: dict[str, Path]  # name -> .onnx_adapter file
+    manifest: dict
+
+
+def generate_adapters(
+    base_model: str | Path,
+    adapter_paths: list[Path],
+    out: Path,
+    *,
+    target: str | Target = DEFAULT_TARGET,
+    adapter_names: list[str] | None = None,
+    log: Log = no_log,
+) -> MultiAdapterResult:
+    """Write ``out`` (written whole or not at all): the shared base (a folder
+    onnxruntime-genai loads), ``NAME.onnx_adapter`` per adapter and adapters.json."""
+    target = target if isinstance(target, Target) else resolve_target(target)
+    _check_target(target)
+    out = Path(out)
+    if not out.parent.is_dir():
+        raise ConfigError(
+            f"--output_path {out}: its parent folder {out.parent} does not exist; create it "
+            "first or choose another output path"
+        )
+    base = resolve(str(base_model), log=log)
+    adapters = _named_adapters(adapter_paths, adapter_names)
+    for path in adapters.values():
+        check_adapter_folder(path, "--adapter_paths")
+        _refuse_dora(path)
+        check_adapter_fits(base.path, path, base.name)
+    started = time.monotonic()
+    with (
+        tempfile.TemporaryDirectory(prefix=".slmops-adapters-", dir=out.parent) as staging,
+        atomic_directory(out) as folder,
+    ):
+        weights = _export_with_each_adapter(base.path, adapters, folder, Path(staging), target, log)
+        inputs = _lora_inputs(folder / MODEL_FILE)
+        for name, path in adapters.items():
+            _check_matches(name, path, weights[name], inputs)
+        _quantize(folder / MODEL_FILE, target, log)
+        for name, tensors in weights.items():
+            _write_adapter(tensors, folder / f"{name}{ADAPTER_SUFFIX}")
+        manifest = _manifest(base.name, target, adapters, weights, inputs, started)
+        atomic_write_json(folder / MANIFEST, manifest)
+    log(f"{len(adapters)} adapters over one {target.name} base: {out}")
+    files = {name: out / f"{name}{ADAPTER_SUFFIX}" for name in adapters}
+    return MultiAdapterResult(out, target, files, manifest)
+
+
+def _export_with_each_adapter(
+    base_dir: Path,
+    adapters: dict[str, Path],
+    folder: Path,
+    staging: Path,
+    target: Target,
+    log: Log,
+) -> dict[str, dict]:
+    """Export the base with each adapter; the first export becomes the shared base (its
+    LoRA weights turned into inputs), the others only give up their LoRA weights."""
+    weights: dict[str, dict] = {}
+    for index, (name, path) in enumerate(adapters.items()):
+        build_dir = folder if index == 0 else staging / name
+        build_dir.mkdir(exist_ok=True)
+        log(f"exporting the base with adapter {name} ({path})")
+        build_with_genai(
+            base_dir,
+            build_dir,
+            precision=_FLOAT_PRECISION[target.precision],
+            execution_provider=target.builder_execution_provider,
+            log_path=folder / BUILD_LOG,
+            adapter_path=path,
+            log=log,
+        )
+        weights[name] = _take_lora_weights(build_dir / MODEL_FILE, as_inputs=index == 0)
+        if index > 0:
+            shutil.rmtree(build_dir)
+    return weights
+
+
+def _check_target(target: Target) -> None:
+    if target.name == "gpu-int4":
+        raise ConfigError(
+            "--target gpu-int4 is not supported for multi-adapter models yet (the CUDA int4 "
+            "quantization of a graph with LoRA inputs is untested); use gpu-fp16 or a CPU target"
+        )
+
+
+def _named_adapters(paths: list[Path], names: list[str] | None) -> dict[str, Path]:
+    if not paths:
+        raise ConfigError("--adapter_paths: give at least one adapter folder")
+    if names is not None and len(names) != len(paths):
+        raise ConfigError(
+            f"--adapter_names: {len(names)} names for {len(paths)} adapters; give one per adapter"
+        )
+    chosen = names or [_default_name(Path(path)) for path in paths]
+    for name in chosen:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+            raise ConfigError(
+                f"--adapter_names: {name!r} is not usable as a file name; use letters, digits, "
+                "'_', '-' or '.'"
+            )
+    duplicates = sorted({name for name in chosen if chosen.count(name) > 1})
+    if duplicates:
+        raise ConfigError(
+            f"two adapters are named {', '.join(duplicates)}; pass --adapter_names to tell "
+            "them apart"
+        )
+    return {name: Path(path) for name, path in zip(chosen, paths, strict=True)}
+
+
+def _default_name(path: Path) -> str:
+    """A run's adapter/ folder is named after its run; another folder after itself."""
+    name = path.parent.name if path.name == "adapter" else path.name
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name) or "adapter"
+
+
+def _refuse_dora(path: Path) -> None:
+    config = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))
+    if config.get("use_dora"):
+        raise ConfigError(
+            f"--adapter_paths {path}: a DoRA adapter cannot be served as a LoRA input (its "
+            "magnitude vector rescales the whole weight); export it merged with "
+            "`slmops auto-opt --adapter_path`"
+        )
+    if config.get("peft_type", "LORA") != "LORA":
+        raise ConfigError(f"--adapter_paths {path}: {config['peft_type']} is not a LoRA adapter")
+
+
+def _lora_weight_names(model) -> dict[str, str]:
+    """LoRA weight initializer -> the MatMul node that uses it."""
+    return {
+        node.input[1]: node.name
+        for node in model.graph.node
+        if node.op_type == "MatMul" and _LORA_NODE.search(node.name)
+    }
+
+
+def _take_lora_weights(model_path: Path, *, as_inputs: bool) -> dict:
+    """The LoRA weights of an export (name -> array); with ``as_inputs`` the model is
+    rewritten so they are graph inputs with a symbolic rank and a zero default."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    model = load_model(model_path)
+    names = _lora_weight_names(model)
+    if not names:
+        raise AdapterMismatch(
+            f"the export of {model_path.parent} has no LoRA MatMuls; the builder did not apply "
+            "the adapter (is it a LoRA adapter of a supported architecture?)"
+        )
+    weights = {}
+    for initializer in model.graph.initializer:
+        if initializer.name in names:
+            weights[initializer.name] = numpy_helper.to_array(initializer)
+    if as_inputs:
+        kept = [i for i in model.graph.initializer if i.name not in names]
+        del model.graph.initializer[:]
+        model.graph.initializer.extend(kept)
+        for name, array in weights.items():
+            is_a = ".lora_A." in name
+            shape = [array.shape[0], RANK_DIM] if is_a else [RANK_DIM, array.shape[1]]
+            elem_type = helper.np_dtype_to_tensor_dtype(array.dtype)
+            model.graph.input.append(helper.make_tensor_value_info(name, elem_type, shape))
+            # An initializer named like an input is its default: rank 1 of zeros, so with
+            # no adapter selected the LoRA branch adds nothing.
+            zero = np.zeros((array.shape[0], 1) if is_a else (1, array.shape[1]), array.dtype)
+            model.graph.initializer.append(numpy_helper.from_array(zero, name))
+        save_model(model, model_path)
+    return weights
+
+
+def _lora_inputs(model_path: Path) -> dict[str, list]:
+    """The base's LoRA inputs: name -> shape (the rank as the symbol ``lora_r``)."""
+    model = load_model(model_path)
+    names = set(_lora_weight_names(model))
+    return {
+        value.name: [dim.dim_param or dim.dim_value for dim in value.type.tensor_type.shape.dim]
+        for value in model.graph.input
+        if value.name in names
+    }
+
+
+def _check_matches(name: str, path: Path, weights: dict, inputs: dict[str, list]) -> None:
+    """An adapter fits the base when it has exactly the base's LoRA inputs, each with the
+    base's fixed side and one rank shared by its A and B."""
+    missing = sorted(set(inputs) - set(weights))
+    extra = sorted(set(weights) - set(inputs))
+    if missing or extra:
+        raise AdapterMismatch(
+            f"adapter {name} ({path}) adapts other layers than the base's first adapter: "
+            f"missing {_short(missing)}; extra {_short(extra)}. Train every adapter with the "
+            "same --target_modules (or build one multi-adapter model per set of modules)"
+        )
+    for tensor, array in weights.items():
+        expected = inputs[tensor]
+        fixed = [(i, dim) for i, dim in enumerate(expected) if dim != RANK_DIM]
+        if array.ndim != len(expected) or any(array.shape[i] != dim for i, dim in fixed):
+            raise AdapterMismatch(
+                f"adapter {name} ({path}): {tensor} has shape {list(array.shape)}, the base "
+                f"expects {expected}; it was trained on {adapter_base_name(path)}"
+            )
+
+
+def _short(names: list[str]) -> str:
+    if not names:
+        return "none"
+    return ", ".join(names[:3]) + (f" (+{len(names) - 3})" if len(names) > 3 else "")
+
+
+def _quantize(model_path: Path, target: Target, log: Log) -> None:
+    """Quantize the base's own weights; the LoRA MatMuls (inputs now) stay float."""
+    excluded = list(_lora_weight_names(load_model(model_path)).values())
+    if target.precision == "int4":
+        log("int4 (k-quant) quantization of the base weights")
+        quantize_int4(model_path, model_path, exclude_nodes=excluded)
+    elif target.precision == "int8":
+        log("dynamic int8 quantization of the base weights")
+        quantize_int8_dynamic(model_path, model_path, exclude_nodes=excluded)
+
+
+def _write_adapter(tensors: dict, path: Path) -> None:
+    import onnxruntime as ort
+
+    adapter = ort.AdapterFormat()
+    adapter.set_adapter_version(1)
+    adapter.set_model_version(1)
+    adapter.set_parameters(
+        {name: ort.OrtValue.ortvalue_from_numpy(array) for name, array in tensors.items()}
+    )
+    adapter.export_adapter(str(path))
+
+
+def _manifest(
+    base_name: str,
+    target: Target,
+    adapters: dict[str, Path],
+    weights: dict[str, dict],
+    inputs: dict[str, list],
+    started: float,
+) -> dict:
+    return {
+        "base_model": base_name,
+        "target": target.as_dict(),
+        "adapters": {
+            name: {
+                "file": f"{name}{ADAPTER_SUFFIX}",
+                "source": str(path),
+                "trained_on": adapter_base_name(path),
+                "rank": int(next(a.shape[1] for k, a in weights[name].items() if ".lora_A." in k)),
+            }
+            for name, path in adapters.items()
+        },
+        "lora_inputs": inputs,
+        "seconds": round(time.monotonic() - started, 2),
+    }
+
+
+def open_multi_adapter(folder: Path, *, device: str = "cpu"):
+    """A GenaiRunner over a multi-adapter folder with every adapter of adapters.json
+    loaded; pick one per request with ``stream_ids(..., adapter=NAME)``."""
+    from slmops.export.runtime import GenaiRunner
+
+    folder = Path(folder)
+    manifest_path = folder / MANIFEST
+    if not manifest_path.is_file():
+        raise ConfigError(f"{folder}: no {MANIFEST}; build it with `slmops generate-adapter`")
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    runner = GenaiRunner(folder, device=device)
+    for name, entry in manifest["adapters"].items():
+        runner.load_adapter(folder / entry["file"], name)
+    return runner
