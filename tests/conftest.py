@@ -172,3 +172,38 @@ def lora_run(tmp_path_factory, tiny_model_dir):
         logging_steps=1,
         learning_rate=1e-2,
     )
+
+
+@pytest.fixture(scope="session")
+def peaked_model_dir(tmp_path_factory):
+    """A tiny Llama with peaked logits (initializer_range 0.3), which LoRA can steer."""
+    from slmops.testing import build_tiny_llama
+
+    return build_tiny_llama(
+        tmp_path_factory.mktemp("peaked") / "peaked-llama", initializer_range=0.3
+    )
+
+
+@pytest.fixture(scope="session")
+def two_adapters(tmp_path_factory, peaked_model_dir):
+    """Two LoRA adapters of one base on the same phrases: "label" answers the tone,
+    "explain" answers a sentence ("It sounds angry, because ...")."""
+    from slmops.testing import tone_rows
+
+    rows = tone_rows(48)
+    explained = [
+        {"phrase": row["phrase"], "tone": f"It sounds {row['tone']}, because of how it ends."}
+        for row in rows
+    ]
+    lora = {
+        "max_steps": 120,
+        "eval_steps": 120,
+        "logging_steps": 40,
+        "learning_rate": 2e-2,
+        "per_device_train_batch_size": 8,
+        "target_modules": "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj",
+    }
+    label_run = _trained_run(tmp_path_factory, peaked_model_dir, "label", rows, **lora)
+    lora["label_field"] = None
+    explain_run = _trained_run(tmp_path_factory, peaked_model_dir, "explain", explained, **lora)
+    return {"label": label_run / "adapter", "explain": explain_run / "adapter"}

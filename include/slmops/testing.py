@@ -115,9 +115,13 @@ def build_tiny_llama(
     num_heads: int = 4,
     num_kv_heads: int = 2,
     intermediate_size: int = 128,
+    initializer_range: float = 0.02,
     seed: int = 0,
 ) -> Path:
-    """Save a random tiny Llama + tokenizer as a Hugging Face folder; returns the folder."""
+    """Save a random tiny Llama + tokenizer as a Hugging Face folder; returns the folder.
+
+    A larger ``initializer_range`` (e.g. 0.3) gives peaked logits, which LoRA alone can
+    steer: at the default the tied head is too small for an adapter to learn anything."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -134,6 +138,7 @@ def build_tiny_llama(
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
         tie_word_embeddings=True,
+        initializer_range=initializer_range,
     )
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)

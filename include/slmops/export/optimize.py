@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from slmops import gates
-from slmops.adapters import check_adapter_folder, merge_into_base
+from slmops.adapters import check_adapter_fits, check_adapter_folder, merge_into_base
 from slmops.artifacts import atomic_directory, atomic_write_json
 from slmops.benchmark import Subject, measure, size_on_disk, with_speedups
 from slmops.evaluation import EvalPlan
@@ -77,12 +77,19 @@ def optimize(
 ) -> OptimizeResult:
     """Export ``model`` for ``target`` into ``out``; ``settings`` are AutoOptConfig fields
     (adapter_path, run_path, parity, benchmark, max_export_degradation...)."""
-    config = AutoOptConfig(
-        model_name_or_path=None if model is None else str(model),
-        target=target,
-        output_path=out,
-        **settings,
-    )
+    from pydantic import ValidationError
+
+    from slmops.config import ConfigError, describe_validation_error
+
+    try:
+        config = AutoOptConfig(
+            model_name_or_path=None if model is None else str(model),
+            target=target,
+            output_path=out,
+            **settings,
+        )
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc, source=None, flag_style=False)) from None
     return run(config, log=log)
 
 
@@ -164,6 +171,8 @@ def _source(config: AutoOptConfig, log: Log) -> _Source:
         elif adapter is None and outputs.get(ADAPTER):
             adapter = run_path / outputs[ADAPTER]
     base = resolve(base_name, log=log)
+    if adapter is not None:
+        check_adapter_fits(base.path, adapter, base.name)
     eval_plan = None
     if config.parity and config.run_path is not None:
         settings = {"model_name_or_path": base_name, "trust_remote_code": config.trust_remote_code}
