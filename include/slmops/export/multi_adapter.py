@@ -140,7 +140,7 @@ def _named_adapters(paths: list[Path], names: list[str] | None) -> dict[str, Pat
         raise ConfigError(
             f"--adapter_names: {len(names)} names for {len(paths)} adapters; give one per adapter"
         )
-    chosen = names or [_default_name(Path(path)) for path in paths]
+    chosen = names or _unique([_default_name(Path(path)) for path in paths])
     for name in chosen:
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
             raise ConfigError(
@@ -154,6 +154,16 @@ def _named_adapters(paths: list[Path], names: list[str] | None) -> dict[str, Pat
             "them apart"
         )
     return {name: Path(path) for name, path in zip(chosen, paths, strict=True)}
+
+
+def _unique(names: list[str]) -> list[str]:
+    """``run, run`` -> ``run, run-2``: default names never collide."""
+    seen: dict[str, int] = {}
+    unique = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        unique.append(name if seen[name] == 1 else f"{name}-{seen[name]}")
+    return unique
 
 
 def _default_name(path: Path) -> str:
