@@ -91,3 +91,42 @@ def test_evaluate_scores_the_bundled_base_and_its_adapter(lora_run, tmp_path):
     assert done.returncode == 1 and "2 gates failed" in done.stderr
     assert "- min_metric[accuracy]: fine-tuned accuracy" in done.stderr
     assert (tmp_path / "e" / "report.html").stat().st_size > 10_000
+
+
+def test_auto_opt_int4_of_the_bundled_run_chats_in_onnxruntime_genai(lora_run, tmp_path):
+    """`slmops auto-opt --target cpu-int4` on SmolLM2 + the 2-step adapter: a folder that
+    onnxruntime-genai loads and chats with (its own tokenizer and chat template), with
+    parity and benchmark JSON beside it."""
+    import onnxruntime_genai as og
+
+    out, _ = lora_run
+    onnx_dir = tmp_path / "cpu-int4"
+    command = [
+        sys.executable, "-m", "slmops", "auto-opt", "--run_path", str(out), "--target",
+        "cpu-int4", "-o", str(onnx_dir), "--fail_on_gates", "false",
+        "--agreement_prompts", "4", "--benchmark_prompts", "1", "--benchmark_new_tokens", "16",
+    ]  # fmt: skip
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout)
+    assert summary["exporter"] == "onnxruntime-genai builder"
+    assert summary["size_mb"] < 120  # int4 weights: ~84 MB against 513 MB in float32
+    parity = json.loads((onnx_dir / "parity.json").read_text())
+    assert parity["eval_rows"] == 8 and parity["agreement"]["prompts"] == 4 + 4
+    benchmark = json.loads((onnx_dir / "benchmark.json").read_text())
+    assert [row["label"] for row in benchmark] == ["pytorch-fp32", "cpu-int4"]
+    assert benchmark[1]["size_mb"] < benchmark[0]["size_mb"] / 4
+
+    model = og.Model(str(onnx_dir))
+    tokenizer = og.Tokenizer(model)
+    messages = [{"role": "user", "content": "What is the capital of France?"}]
+    prompt = tokenizer.apply_chat_template(json.dumps(messages), add_generation_prompt=True)
+    ids = tokenizer.encode(prompt)
+    params = og.GeneratorParams(model)
+    params.set_search_options(max_length=len(ids) + 24)
+    generator = og.Generator(model, params)
+    generator.append_tokens(ids)
+    while not generator.is_done():
+        generator.generate_next_token()
+    answer = tokenizer.decode(generator.get_sequence(0)[len(ids) :])
+    assert "Paris" in answer, answer
