@@ -149,3 +149,37 @@ def test_generate_adapter_command(two_adapters, peaked_model_dir, tmp_path, caps
     # Default names come from the runs' folders (the adapter/ folder's parent).
     assert set(summary["adapters"]) == {"run", "run-2"}
     assert summary["target"] == "cpu-fp32" and summary["lora_inputs"] == 28
+
+
+def test_generate_answers_with_the_chosen_adapter(fp32_multi, two_adapters, capsys):
+    folder = str(fp32_multi.output_path)
+    prompt = PROMPTS[0]
+    tone = ROWS[0]["tone"]
+    for adapter, expected in (("label", tone), ("explain", f"It sounds {tone}")):
+        code = main(
+            [
+                "generate",
+                "-m",
+                folder,
+                "--adapter",
+                adapter,
+                "--no_chat_template",
+                "--prompt",
+                prompt,
+                "--max_new_tokens",
+                "8",
+            ]
+        )
+        assert code == 0
+        assert capsys.readouterr().out.startswith(expected)
+
+
+def test_generate_refuses_an_adapter_for_a_single_model(tiny_model_dir, tmp_path, capsys):
+    from slmops.export.optimize import optimize
+
+    single = optimize(
+        tiny_model_dir, "cpu-fp32", tmp_path / "single", parity=False, benchmark=False
+    ).output_path
+    code = main(["generate", "-m", str(single), "--adapter", "x", "--prompt", "hi"])
+    assert code == 1 and "is not a multi-adapter folder" in capsys.readouterr().err
+    assert main(["generate", "-m", str(single), "--prompt", "hi", "--max_new_tokens", "3"]) == 0

@@ -2,13 +2,14 @@
 adapter (Olive's ``generate-adapter``): onnxruntime-genai switches adapters per request
 without loading the base twice.
 
-How: the genai builder exports the base with each adapter's LoRA MatMuls beside the base
-MatMuls (float, the scale folded into lora_B). The LoRA weights of the first export become
-graph inputs with a symbolic rank (adapters of different ranks share the base) and a
-rank-1 zero default (no adapter selected = the base model); the rest of the graph is then
-quantized for the target. Every adapter's weights are read out of its own export, so the
-builder does the layout, and checked name by name and shape by shape against the base's
-inputs before any ``.onnx_adapter`` file is written.
+How: the genai builder exports the base with each adapter in float, its LoRA MatMuls
+beside the base MatMuls (the scale folded into lora_B); each adapter's weights are read
+out of its own export, so the builder does the layout. The shared base is the target's
+own export (for int4 the builder's k-quant int4, told to leave the LoRA MatMuls float)
+with the LoRA weights turned into graph inputs: a symbolic rank (adapters of different
+ranks share the base) and a rank-1 zero default (no adapter selected = the base model).
+Every adapter is checked name by name and shape by shape against those inputs before
+any ``.onnx_adapter`` file is written.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from slmops.adapters import (
 from slmops.artifacts import atomic_directory, atomic_write_json
 from slmops.config import ConfigError
 from slmops.export.genai_builder import BUILD_LOG, build_with_genai
-from slmops.export.quantize import load_model, quantize_int4, quantize_int8_dynamic, save_model
+from slmops.export.quantize import load_model, quantize_int8_dynamic, save_model
 from slmops.export.targets import DEFAULT_TARGET, Target, resolve_target
 from slmops.models import resolve
 from slmops.progress import Log, no_log
@@ -81,11 +82,13 @@ def generate_adapters(
         tempfile.TemporaryDirectory(prefix=".slmops-adapters-", dir=out.parent) as staging,
         atomic_directory(out) as folder,
     ):
-        weights = _export_with_each_adapter(base.path, adapters, folder, Path(staging), target, log)
+        weights, lora_nodes = _export_with_each_adapter(
+            base.path, adapters, Path(staging), target, log
+        )
+        _build_base(base.path, adapters, folder, Path(staging), target, lora_nodes, log)
         inputs = _lora_inputs(folder / MODEL_FILE)
         for name, path in adapters.items():
             _check_matches(name, path, weights[name], inputs)
-        _quantize(folder / MODEL_FILE, target, log)
         for name, tensors in weights.items():
             _write_adapter(tensors, folder / f"{name}{ADAPTER_SUFFIX}")
         manifest = _manifest(base.name, target, adapters, weights, inputs, started)
@@ -98,31 +101,67 @@ def generate_adapters(
 def _export_with_each_adapter(
     base_dir: Path,
     adapters: dict[str, Path],
-    folder: Path,
     staging: Path,
     target: Target,
     log: Log,
-) -> dict[str, dict]:
-    """Export the base with each adapter; the first export becomes the shared base (its
-    LoRA weights turned into inputs), the others only give up their LoRA weights."""
+) -> tuple[dict[str, dict], list[str]]:
+    """Export the base in float with each adapter and read its LoRA weights back (the
+    builder does the layout and folds the LoRA scale into B); also the LoRA MatMul node
+    names, which the quantized base must leave alone."""
     weights: dict[str, dict] = {}
-    for index, (name, path) in enumerate(adapters.items()):
-        build_dir = folder if index == 0 else staging / name
-        build_dir.mkdir(exist_ok=True)
+    lora_nodes: list[str] = []
+    for name, path in adapters.items():
+        build_dir = staging / name
+        build_dir.mkdir()
         log(f"exporting the base with adapter {name} ({path})")
         build_with_genai(
             base_dir,
             build_dir,
             precision=_FLOAT_PRECISION[target.precision],
             execution_provider=target.builder_execution_provider,
-            log_path=folder / BUILD_LOG,
+            log_path=staging / BUILD_LOG,
             adapter_path=path,
             log=log,
         )
-        weights[name] = _take_lora_weights(build_dir / MODEL_FILE, as_inputs=index == 0)
-        if index > 0:
-            shutil.rmtree(build_dir)
-    return weights
+        model = load_model(build_dir / MODEL_FILE)
+        weights[name] = _lora_weights(model, build_dir)
+        lora_nodes = lora_nodes or sorted(_lora_weight_names(model).values())
+    return weights, lora_nodes
+
+
+def _build_base(
+    base_dir: Path,
+    adapters: dict[str, Path],
+    folder: Path,
+    staging: Path,
+    target: Target,
+    lora_nodes: list[str],
+    log: Log,
+) -> None:
+    """The shared base in ``folder``: quantized like the target's own export, the LoRA
+    MatMuls kept float and their weights turned into inputs."""
+    first_name, first_path = next(iter(adapters.items()))
+    if target.precision == "int4":
+        # The builder's own int4 (k-quant, quantized embedding), told to skip LoRA MatMuls.
+        options = {**dict(target.builder_options), "nodes_to_exclude": ",".join(lora_nodes)}
+        build_with_genai(
+            base_dir,
+            folder,
+            precision="int4",
+            execution_provider=target.builder_execution_provider,
+            log_path=staging / BUILD_LOG,
+            adapter_path=first_path,
+            options=options,
+            log=log,
+        )
+    else:
+        for entry in (staging / first_name).iterdir():
+            shutil.move(str(entry), folder / entry.name)
+    _lora_weights_to_inputs(folder / MODEL_FILE)
+    if target.precision == "int8":
+        log("dynamic int8 quantization of the base weights")
+        quantize_int8_dynamic(folder / MODEL_FILE, folder / MODEL_FILE, exclude_nodes=lora_nodes)
+    shutil.copy2(staging / BUILD_LOG, folder / BUILD_LOG)
 
 
 def _check_target(target: Target) -> None:
@@ -193,38 +232,49 @@ def _lora_weight_names(model) -> dict[str, str]:
     }
 
 
-def _take_lora_weights(model_path: Path, *, as_inputs: bool) -> dict:
-    """The LoRA weights of an export (name -> array); with ``as_inputs`` the model is
-    rewritten so they are graph inputs with a symbolic rank and a zero default."""
+def _lora_weights(model, source: Path) -> dict:
+    """The LoRA weights of an export: initializer name -> float array."""
+    from onnx import numpy_helper
+
+    names = _lora_weight_names(model)
+    if not names:
+        raise AdapterMismatch(
+            f"the export in {source} has no LoRA MatMuls; the builder did not apply the "
+            "adapter (is it a LoRA adapter of a supported architecture?)"
+        )
+    weights = {
+        initializer.name: numpy_helper.to_array(initializer)
+        for initializer in model.graph.initializer
+        if initializer.name in names
+    }
+    if len(weights) != len(names):
+        raise AdapterMismatch(
+            f"the export in {source} quantized {len(names) - len(weights)} LoRA weights; "
+            "they must stay float to be swapped at run time"
+        )
+    return weights
+
+
+def _lora_weights_to_inputs(model_path: Path) -> None:
+    """Rewrite the model so its LoRA weights are graph inputs with a symbolic rank, each
+    with a rank-1 zero default (an initializer named like an input is its default), so
+    with no adapter selected the LoRA branch adds nothing."""
     import numpy as np
     from onnx import helper, numpy_helper
 
     model = load_model(model_path)
-    names = _lora_weight_names(model)
-    if not names:
-        raise AdapterMismatch(
-            f"the export of {model_path.parent} has no LoRA MatMuls; the builder did not apply "
-            "the adapter (is it a LoRA adapter of a supported architecture?)"
-        )
-    weights = {}
-    for initializer in model.graph.initializer:
-        if initializer.name in names:
-            weights[initializer.name] = numpy_helper.to_array(initializer)
-    if as_inputs:
-        kept = [i for i in model.graph.initializer if i.name not in names]
-        del model.graph.initializer[:]
-        model.graph.initializer.extend(kept)
-        for name, array in weights.items():
-            is_a = ".lora_A." in name
-            shape = [array.shape[0], RANK_DIM] if is_a else [RANK_DIM, array.shape[1]]
-            elem_type = helper.np_dtype_to_tensor_dtype(array.dtype)
-            model.graph.input.append(helper.make_tensor_value_info(name, elem_type, shape))
-            # An initializer named like an input is its default: rank 1 of zeros, so with
-            # no adapter selected the LoRA branch adds nothing.
-            zero = np.zeros((array.shape[0], 1) if is_a else (1, array.shape[1]), array.dtype)
-            model.graph.initializer.append(numpy_helper.from_array(zero, name))
-        save_model(model, model_path)
-    return weights
+    weights = _lora_weights(model, model_path.parent)
+    kept = [i for i in model.graph.initializer if i.name not in weights]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(kept)
+    for name, array in weights.items():
+        is_a = ".lora_A." in name
+        shape = [array.shape[0], RANK_DIM] if is_a else [RANK_DIM, array.shape[1]]
+        elem_type = helper.np_dtype_to_tensor_dtype(array.dtype)
+        model.graph.input.append(helper.make_tensor_value_info(name, elem_type, shape))
+        zero = np.zeros((array.shape[0], 1) if is_a else (1, array.shape[1]), array.dtype)
+        model.graph.initializer.append(numpy_helper.from_array(zero, name))
+    save_model(model, model_path)
 
 
 def _lora_inputs(model_path: Path) -> dict[str, list]:
@@ -263,17 +313,6 @@ def _short(names: list[str]) -> str:
     if not names:
         return "none"
     return ", ".join(names[:3]) + (f" (+{len(names) - 3})" if len(names) > 3 else "")
-
-
-def _quantize(model_path: Path, target: Target, log: Log) -> None:
-    """Quantize the base's own weights; the LoRA MatMuls (inputs now) stay float."""
-    excluded = list(_lora_weight_names(load_model(model_path)).values())
-    if target.precision == "int4":
-        log("int4 (k-quant) quantization of the base weights")
-        quantize_int4(model_path, model_path, exclude_nodes=excluded)
-    elif target.precision == "int8":
-        log("dynamic int8 quantization of the base weights")
-        quantize_int8_dynamic(model_path, model_path, exclude_nodes=excluded)
 
 
 def _write_adapter(tensors: dict, path: Path) -> None:

@@ -98,53 +98,15 @@ def run(config: AutoOptConfig, *, log: Log = no_log) -> OptimizeResult:
     target = config.resolved_target()
     out = config.output_dir(target)
     source = _source(config, log)
-    runnable, why_not = _can_run(target)
-    with tempfile.TemporaryDirectory(
-        prefix=".slmops-merge-", dir=out.parent if out.parent.is_dir() else None
-    ) as staging:
+    # The merged model is staged beside the output: same disk, gone when done.
+    staging_parent = out.parent if out.parent.is_dir() else None
+    with tempfile.TemporaryDirectory(prefix=".slmops-merge-", dir=staging_parent) as staging:
         model_dir = _merged(source, Path(staging), config, log)
         with atomic_directory(out) as folder:
-            record = _record(config, target, source, model_dir)
-            record.update(
-                export_model(
-                    model_dir,
-                    folder,
-                    target,
-                    use_ort_genai=config.use_ort_genai,
-                    builder_options=config.builder_options,
-                    log=log,
-                )
+            record = _export(config, target, source, model_dir, folder, log)
+            parity_summary, records, bench = _check_and_time(
+                config, target, source, model_dir, folder, record, log
             )
-            record["size_mb"] = round(size_on_disk(folder) / 2**20, 1)
-            record["source_size_mb"] = round(size_on_disk(model_dir) / 2**20, 1)
-            log(
-                f"exported {target.name} with {record['exporter']}: {record['size_mb']} MB "
-                f"in {record['seconds']} s"
-            )
-            parity_summary, records, bench = None, [], None
-            if not runnable:
-                record["not_run"] = why_not
-                log(f"parity and benchmark skipped: {why_not}")
-            else:
-                tokenizer = load_padding_tokenizer(
-                    str(model_dir), trust_remote_code=config.trust_remote_code
-                )
-                if config.parity:
-                    parity_summary, record_gate = parity.check(
-                        folder,
-                        target,
-                        model_dir,
-                        tokenizer,
-                        source.eval_plan,
-                        max_degradation=config.max_export_degradation,
-                        agreement_count=config.agreement_prompts,
-                        log=log,
-                    )
-                    records.append(record_gate)
-                    atomic_write_json(folder / PARITY_NAME, parity_summary)
-                if config.benchmark:
-                    bench = _benchmark(config, target, model_dir, folder, tokenizer, source, log)
-                    atomic_write_json(folder / BENCHMARK_NAME, bench)
             record["gates"] = [gate.as_dict() for gate in records]
             record["passed"] = not gates.failed(records)
             atomic_write_json(folder / EXPORT_RECORD, record)
@@ -154,6 +116,70 @@ def run(config: AutoOptConfig, *, log: Log = no_log) -> OptimizeResult:
     if result.failed and config.fail_on_gates:
         raise GateFailure(result.failed)
     return result
+
+
+def _export(
+    config: AutoOptConfig,
+    target: Target,
+    source: _Source,
+    model_dir: Path,
+    folder: Path,
+    log: Log,
+) -> dict:
+    record = _record(config, target, source, model_dir)
+    record.update(
+        export_model(
+            model_dir,
+            folder,
+            target,
+            use_ort_genai=config.use_ort_genai,
+            builder_options=config.builder_options,
+            log=log,
+        )
+    )
+    record["size_mb"] = round(size_on_disk(folder) / 2**20, 1)
+    record["source_size_mb"] = round(size_on_disk(model_dir) / 2**20, 1)
+    log(
+        f"exported {target.name} with {record['exporter']}: {record['size_mb']} MB "
+        f"in {record['seconds']} s"
+    )
+    return record
+
+
+def _check_and_time(
+    config: AutoOptConfig,
+    target: Target,
+    source: _Source,
+    model_dir: Path,
+    folder: Path,
+    record: dict,
+    log: Log,
+) -> tuple[dict | None, list[GateRecord], list[dict] | None]:
+    """Parity (with its gate) and benchmark, where the target can run here."""
+    runnable, why_not = _can_run(target)
+    if not runnable:
+        record["not_run"] = why_not
+        log(f"parity and benchmark skipped: {why_not}")
+        return None, [], None
+    tokenizer = load_padding_tokenizer(str(model_dir), trust_remote_code=config.trust_remote_code)
+    parity_summary, records, bench = None, [], None
+    if config.parity:
+        parity_summary, gate = parity.check(
+            folder,
+            target,
+            model_dir,
+            tokenizer,
+            source.eval_plan,
+            max_degradation=config.max_export_degradation,
+            agreement_count=config.agreement_prompts,
+            log=log,
+        )
+        records.append(gate)
+        atomic_write_json(folder / PARITY_NAME, parity_summary)
+    if config.benchmark:
+        bench = _benchmark(config, target, model_dir, folder, tokenizer, source, log)
+        atomic_write_json(folder / BENCHMARK_NAME, bench)
+    return parity_summary, records, bench
 
 
 def _source(config: AutoOptConfig, log: Log) -> _Source:

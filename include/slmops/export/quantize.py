@@ -9,6 +9,7 @@ multi-adapter model, whose weights are graph inputs anyway).
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -96,7 +97,7 @@ def quantize_int8_dynamic(source: Path, target: Path, *, exclude_nodes: Iterable
 def _quiet_quantizer() -> Iterator[None]:
     """The int4 quantizer logs a line per node at INFO, its module calls
     ``logging.basicConfig(level=INFO)`` when imported, and k-quant warns about blocks of
-    zeros; keep all of it out of the caller's output."""
+    zeros and draws a progress bar; keep all of it out of the caller's output."""
     import numpy as np
 
     root = logging.getLogger()
@@ -106,8 +107,12 @@ def _quiet_quantizer() -> Iterator[None]:
     for logger in chatty:
         logger.setLevel(logging.WARNING)
     try:
-        # k-quant divides by zero on all-zero blocks (it then keeps the plain scale).
-        with np.errstate(divide="ignore", invalid="ignore"):
+        # k-quant divides by zero on all-zero blocks (it then keeps the plain scale), and
+        # prints a progress bar to stdout, where the CLI writes its JSON result.
+        with (
+            np.errstate(divide="ignore", invalid="ignore"),
+            contextlib.redirect_stdout(io.StringIO()),
+        ):
             yield
     finally:
         root.handlers[:] = handlers

@@ -43,6 +43,14 @@ def cpu_threads() -> int:
         return os.cpu_count() or 1
 
 
+def is_exported_folder(folder: Path) -> bool:
+    """A folder of ``slmops auto-opt`` / ``generate-adapter`` (either exporter)."""
+    from slmops.export.ort_runner import METADATA_FILE
+
+    folder = Path(folder)
+    return is_genai_folder(folder) or (folder / METADATA_FILE).is_file()
+
+
 def is_genai_folder(folder: Path) -> bool:
     return (Path(folder) / GENAI_CONFIG).is_file()
 
