@@ -139,7 +139,7 @@ def measure_all(run_path: Path, exports: dict, multi) -> list[dict]:
     from slmops.export.runtime import encode_prompts
 
     eval_plan = plan(config_for_run(run_path))
-    prompts = [example.prompt for example in eval_plan.data.eval[:3]]
+    prompts = [example.prompt for example in eval_plan.data.eval[:5]]
     prompt_ids = encode_prompts(eval_plan.tokenizer, prompts)
     subjects = [Subject("pytorch-fp32", "torch", run_path / "merged")]
     subjects += [Subject(name, "onnx", result.output_path) for name, result in exports.items()]

@@ -130,7 +130,11 @@ class AdapterMismatch(ModelError):
 
 
 def check_adapter_folder(adapter_dir: Path, flag: str = "--adapter_path") -> Path:
+    """The adapter folder itself; a fine-tuning run's folder stands for its adapter/ (as
+    Olive's ``generate-adapter --adapter_paths`` takes ``finetune`` output paths)."""
     adapter_dir = Path(adapter_dir)
+    if (adapter_dir / "adapter" / "adapter_config.json").is_file():
+        return adapter_dir / "adapter"
     if not (adapter_dir / "adapter_config.json").is_file():
         raise ConfigError(
             f"{flag} {adapter_dir}: no adapter_config.json there; pass the adapter/ folder "

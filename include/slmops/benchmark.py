@@ -7,7 +7,8 @@ Every prompt decodes a fixed number of tokens (EOS suppressed), so each runtime 
 same work:
 
 - time to first token: prompt in, first generated token out (prefill + one step);
-- decode tokens/s: the remaining tokens over the time they took;
+- decode tokens/s: the remaining tokens over the time they took
+  (each the median over the prompts, so one prompt slowed by a neighbour does not count);
 - peak RSS: the child's high-water mark, and how much loading and running the model added.
 """
 
@@ -121,20 +122,21 @@ def _measure(subject: Subject, prompt_ids: list[list[int]], new_tokens: int) -> 
         runner.stream_ids(prompt_ids[0], WARMUP_TOKENS, adapter=subject.adapter, stop_at_eos=False)
     )
     first_token: list[float] = []
-    decode_seconds = 0.0
+    decode_rates: list[float] = []
     decoded = 0
     for ids in prompt_ids:
         started = time.perf_counter()
         stream = runner.stream_ids(ids, new_tokens, adapter=subject.adapter, stop_at_eos=False)
         next(stream)
         first = time.perf_counter()
-        decoded += sum(1 for _ in stream)
-        decode_seconds += time.perf_counter() - first
+        count = sum(1 for _ in stream)
+        decode_rates.append(count / (time.perf_counter() - first))
         first_token.append(first - started)
+        decoded += count
     peak = _peak_rss_bytes()
     return {
         "first_token_ms": round(statistics.median(first_token) * 1000, 2),
-        "decode_tokens_per_s": round(decoded / decode_seconds, 2),
+        "decode_tokens_per_s": round(statistics.median(decode_rates), 2),
         "decoded_tokens": decoded,
         "prompts": len(prompt_ids),
         "load_seconds": round(load_seconds, 2),

@@ -146,3 +146,31 @@ def build_tiny_llama(
     model.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
     return out_dir
+
+
+def build_tiny_gpt2(
+    out_dir: Path, *, tokenizer=None, initializer_range: float = 0.02, seed: int = 0
+) -> Path:
+    """A random 2-layer GPT-2 + tokenizer folder: an architecture onnxruntime-genai's
+    builder does not know (the torch.onnx fallback's case). A larger
+    ``initializer_range`` (0.5) makes greedy answers vary token to token."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    tokenizer = tokenizer or build_tokenizer()
+    config = GPT2Config(
+        n_layer=2,
+        n_embd=64,
+        n_head=4,
+        vocab_size=len(tokenizer),
+        n_positions=256,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        initializer_range=initializer_range,
+    )
+    torch.manual_seed(seed)
+    out_dir = Path(out_dir)
+    GPT2LMHeadModel(config).save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    return out_dir

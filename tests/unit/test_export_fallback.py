@@ -12,36 +12,13 @@ import torch
 from slmops.export.fallback import ExportError, export_with_torch
 from slmops.export.ort_runner import GenerationError, OrtCausalLM
 from slmops.export.runtime import RuntimeLoadError
-from slmops.testing import build_tiny_llama, build_tokenizer
+from slmops.testing import build_tiny_gpt2, build_tiny_llama, build_tokenizer
 
 PROMPTS = [
     "<|im_start|>user\nWhat is RAM?<|im_end|>\n<|im_start|>assistant\n",
     "<|im_start|>user\nThe train was late again.<|im_end|>\n<|im_start|>assistant\n",
     "Hello",
 ]
-
-
-def build_tiny_gpt2(folder):
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    tokenizer = build_tokenizer()
-    config = GPT2Config(
-        n_layer=2,
-        n_embd=64,
-        n_head=4,
-        vocab_size=len(tokenizer),
-        n_positions=256,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        # Larger random weights than the default 0.02, so greedy answers vary token to
-        # token instead of repeating one id (a stronger comparison).
-        initializer_range=0.5,
-    )
-    torch.manual_seed(0)
-    GPT2LMHeadModel(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
 
 
 def export(model_dir, out_dir, precision):
@@ -101,7 +78,7 @@ def parity(model, runner, *, batch, length, pads, decode_steps=3):
 
 @pytest.fixture(scope="module")
 def gpt2_dir(tmp_path_factory):
-    return build_tiny_gpt2(tmp_path_factory.mktemp("gpt2"))
+    return build_tiny_gpt2(tmp_path_factory.mktemp("gpt2"), initializer_range=0.5)
 
 
 @pytest.fixture(scope="module")

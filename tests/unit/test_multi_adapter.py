@@ -130,7 +130,8 @@ def test_dora_adapters_are_refused(two_adapters, peaked_model_dir, tmp_path):
 
 
 def test_generate_adapter_command(two_adapters, peaked_model_dir, tmp_path, capsys):
-    paths = ",".join(str(path) for path in two_adapters.values())
+    # Olive's form: the fine-tuning runs' folders, which stand for their adapter/.
+    paths = ",".join(str(path.parent) for path in two_adapters.values())
     code = main(
         [
             "generate-adapter",
@@ -146,7 +147,7 @@ def test_generate_adapter_command(two_adapters, peaked_model_dir, tmp_path, caps
     )
     assert code == 0
     summary = json.loads(capsys.readouterr().out)
-    # Default names come from the runs' folders (the adapter/ folder's parent).
+    # Default names come from the runs' folders (both "run" here, so made distinct).
     assert set(summary["adapters"]) == {"run", "run-2"}
     assert summary["target"] == "cpu-fp32" and summary["lora_inputs"] == 28
 

@@ -22,6 +22,24 @@ def log_to_stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def add_log_level(parser: argparse.ArgumentParser) -> None:
+    """Olive's ``--log_level`` (0 debug ... 4 critical): 2 and above silence progress."""
+    parser.add_argument(
+        "--log_level",
+        type=int,
+        choices=range(5),
+        default=1,
+        help="0-1: progress on stderr (default 1); 2-4: warnings and errors only, as Olive",
+    )
+
+
+def log_for(args: argparse.Namespace):
+    """The progress printer ``--log_level`` asks for."""
+    from slmops.progress import no_log
+
+    return log_to_stderr if getattr(args, "log_level", 1) < 2 else no_log
+
+
 _TRUE = ("true", "1", "yes", "on")
 _FALSE = ("false", "0", "no", "off")
 
@@ -54,7 +72,11 @@ def add_config_arguments(
         if name in skip:
             continue
         help_text = (info.description or "").replace("%", "%%")
-        if info.default not in (None, False) and not callable(info.default_factory):
+        if (
+            not info.is_required()
+            and info.default not in (None, False)
+            and not callable(info.default_factory)
+        ):
             help_text += f" (default: {info.default})"
         if info.is_required():
             help_text += " (required)"

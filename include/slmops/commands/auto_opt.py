@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from slmops.commands import add_config_arguments, config_from_args, log_to_stderr
+from slmops.commands import add_config_arguments, add_log_level, config_from_args, log_for
 from slmops.export.config import AutoOptConfig
 
 _BENCHMARK_KEYS = ("first_token_ms", "decode_tokens_per_s", "decode_speedup", "peak_rss_mb")
@@ -35,6 +35,7 @@ def register(subparsers) -> None:
         "export",
         short={"model_name_or_path": "-m", "output_path": "-o"},
     )
+    add_log_level(parser)
     parser.set_defaults(func=_auto_opt)
 
 
@@ -42,7 +43,7 @@ def _auto_opt(args: argparse.Namespace) -> int:
     from slmops.export.optimize import run
 
     config = config_from_args(AutoOptConfig, args, config_file=args.config)
-    result = run(config, log=log_to_stderr)
+    result = run(config, log=log_for(args))
     summary = {
         "output_path": str(result.output_path),
         "target": result.target.name,

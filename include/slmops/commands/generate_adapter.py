@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from slmops.commands import add_config_arguments, config_from_args, log_to_stderr
+from slmops.commands import add_config_arguments, add_log_level, config_from_args, log_for
 from slmops.export.config import GenerateAdapterConfig
 
 
@@ -25,6 +25,7 @@ def register(subparsers) -> None:
         "multi-adapter model",
         short={"base_model_path": "-m", "output_path": "-o"},
     )
+    add_log_level(parser)
     parser.set_defaults(func=_generate_adapter)
 
 
@@ -38,7 +39,7 @@ def _generate_adapter(args: argparse.Namespace) -> int:
         config.output_path,
         target=config.resolved_target(),
         adapter_names=config.adapter_names,
-        log=log_to_stderr,
+        log=log_for(args),
     )
     summary = {
         "output_path": str(result.output_path),

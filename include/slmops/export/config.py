@@ -38,9 +38,41 @@ def parse_key_values(value):
     return pairs
 
 
-class AutoOptConfig(BaseModel):
+def require_parent(out: Path, flag: str = "--output_path") -> Path:
+    """``out`` when its parent folder exists: a typo in a path should not silently create
+    a tree somewhere unexpected."""
+    out = Path(out)
+    if not out.parent.is_dir():
+        raise ConfigError(
+            f"{flag} {out}: its parent folder {out.parent} does not exist; create it first or "
+            "choose another output path"
+        )
+    return out
+
+
+class TargetSettings(BaseModel):
+    """The Olive-style flags that pick a deployment target (or ``--target`` at once)."""
+
     model_config = ConfigDict(extra="forbid")
 
+    target: Literal[tuple(TARGETS)] | None = Field(  # type: ignore[valid-type]
+        None, description="deployment target, e.g. cpu-int4 (see `slmops targets`)"
+    )
+    device: Literal["cpu", "gpu"] | None = Field(None, description="cpu or gpu (default: cpu)")
+    provider: Literal["CPUExecutionProvider", "CUDAExecutionProvider"] | None = Field(
+        None, description="onnxruntime execution provider (default: the device's)"
+    )
+    precision: Literal[PRECISIONS] | None = Field(  # type: ignore[valid-type]
+        None, description="int4 (default), int8, fp16 (GPU) or fp32"
+    )
+
+    def resolved_target(self) -> Target:
+        return resolve_target(
+            self.target, device=self.device, provider=self.provider, precision=self.precision
+        )
+
+
+class AutoOptConfig(TargetSettings):
     model_name_or_path: str | None = Field(
         None,
         description="model to export (default: the run's fine-tuned model); bundled name, "
@@ -57,16 +89,6 @@ class AutoOptConfig(BaseModel):
         "exported and its eval set scores the export (parity)",
     )
     trust_remote_code: bool = Field(False, description="run Python code shipped with the model")
-    target: Literal[tuple(TARGETS)] | None = Field(  # type: ignore[valid-type]
-        None, description="deployment target, e.g. cpu-int4 (see `slmops targets`)"
-    )
-    device: Literal["cpu", "gpu"] | None = Field(None, description="cpu or gpu (default: cpu)")
-    provider: Literal["CPUExecutionProvider", "CUDAExecutionProvider"] | None = Field(
-        None, description="onnxruntime execution provider (default: the device's)"
-    )
-    precision: Literal[PRECISIONS] | None = Field(  # type: ignore[valid-type]
-        None, description="int4 (default), int8, fp16 (GPU) or fp32"
-    )
     use_ort_genai: bool = Field(
         True,
         description="export with onnxruntime-genai's model builder (a folder onnxruntime-genai "
@@ -94,7 +116,9 @@ class AutoOptConfig(BaseModel):
     agreement_prompts: int = Field(
         16, ge=0, le=1000, description="eval prompts in the token-agreement set (plus 4 general)"
     )
-    benchmark_prompts: int = Field(3, ge=1, le=100, description="prompts timed per model")
+    benchmark_prompts: int = Field(
+        5, ge=1, le=100, description="prompts timed per model (medians are reported)"
+    )
     benchmark_new_tokens: int = Field(
         64, ge=2, le=4096, description="tokens each timed prompt decodes (EOS suppressed)"
     )
@@ -112,29 +136,15 @@ class AutoOptConfig(BaseModel):
             raise ValueError("give output_path (there is no run_path to put the model in)")
         return self
 
-    def resolved_target(self) -> Target:
-        return resolve_target(
-            self.target, device=self.device, provider=self.provider, precision=self.precision
-        )
-
     def output_dir(self, target: Target) -> Path:
-        """The output folder; its parent must already exist (a typo in a path should not
-        silently create a tree somewhere unexpected)."""
+        """The output folder (its parent must already exist)."""
         if self.output_path is None:
             return Path(self.run_path) / ONNX_FOLDER / target.name
-        out = Path(self.output_path)
-        if not out.parent.is_dir():
-            raise ConfigError(
-                f"--output_path {out}: its parent folder {out.parent} does not exist; create "
-                "it first or choose another output path"
-            )
-        return out
+        return require_parent(self.output_path)
 
 
-class GenerateAdapterConfig(BaseModel):
+class GenerateAdapterConfig(TargetSettings):
     """Settings of ``slmops generate-adapter`` (Olive's ``generate-adapter``)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     base_model_path: str = Field(
         description="the base every adapter was trained on: bundled name, local folder or hub id"
@@ -146,24 +156,9 @@ class GenerateAdapterConfig(BaseModel):
         None,
         description="one name per adapter, comma-separated (default: each run's folder name)",
     )
-    target: Literal[tuple(TARGETS)] | None = Field(  # type: ignore[valid-type]
-        None, description="deployment target of the shared base (default: cpu-int4)"
-    )
-    device: Literal["cpu", "gpu"] | None = Field(None, description="cpu or gpu (default: cpu)")
-    provider: Literal["CPUExecutionProvider", "CUDAExecutionProvider"] | None = Field(
-        None, description="onnxruntime execution provider (default: the device's)"
-    )
-    precision: Literal[PRECISIONS] | None = Field(  # type: ignore[valid-type]
-        None, description="precision of the shared base: int4 (default), int8, fp16 (GPU), fp32"
-    )
     output_path: Path = Field(
         description="folder for the base model, one NAME.onnx_adapter per adapter and "
         "adapters.json; its parent must exist"
     )
 
     _split_paths = field_validator("adapter_paths", "adapter_names", mode="before")(split_commas)
-
-    def resolved_target(self) -> Target:
-        return resolve_target(
-            self.target, device=self.device, provider=self.provider, precision=self.precision
-        )

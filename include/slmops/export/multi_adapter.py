@@ -30,6 +30,7 @@ from slmops.adapters import (
 )
 from slmops.artifacts import atomic_directory, atomic_write_json
 from slmops.config import ConfigError
+from slmops.export.config import require_parent
 from slmops.export.genai_builder import BUILD_LOG, build_with_genai
 from slmops.export.quantize import load_model, quantize_int8_dynamic, save_model
 from slmops.export.targets import DEFAULT_TARGET, Target, resolve_target
@@ -65,16 +66,11 @@ def generate_adapters(
     onnxruntime-genai loads), ``NAME.onnx_adapter`` per adapter and adapters.json."""
     target = target if isinstance(target, Target) else resolve_target(target)
     _check_target(target)
-    out = Path(out)
-    if not out.parent.is_dir():
-        raise ConfigError(
-            f"--output_path {out}: its parent folder {out.parent} does not exist; create it "
-            "first or choose another output path"
-        )
+    out = require_parent(out)
     base = resolve(str(base_model), log=log)
-    adapters = _named_adapters(adapter_paths, adapter_names)
+    folders = [check_adapter_folder(path, "--adapter_paths") for path in adapter_paths]
+    adapters = _named_adapters(folders, adapter_names)
     for path in adapters.values():
-        check_adapter_folder(path, "--adapter_paths")
         _refuse_dora(path)
         check_adapter_fits(base.path, path, base.name)
     started = time.monotonic()
@@ -125,7 +121,11 @@ def _export_with_each_adapter(
         )
         model = load_model(build_dir / MODEL_FILE)
         weights[name] = _lora_weights(model, build_dir)
-        lora_nodes = lora_nodes or sorted(_lora_weight_names(model).values())
+        if lora_nodes:
+            del model
+            shutil.rmtree(build_dir)  # a whole float model per adapter: keep only the first
+        else:
+            lora_nodes = sorted(_lora_weight_names(model).values())
     return weights, lora_nodes
 
 

@@ -96,16 +96,10 @@ def check(
     new_tokens = eval_plan.max_new_tokens if eval_plan else AGREEMENT_NEW_TOKENS
 
     started = time.monotonic()
-    model = load_causal_lm(str(source_dir))
-    reference_answers = greedy_token_ids(
-        model, tokenizer, scored_prompts, max_new_tokens=new_tokens, batch_size=batch_size
+    reference_answers, reference_fixed = _pytorch_answers(
+        source_dir, tokenizer, scored_prompts, fixed_ids, new_tokens, batch_size
     )
-    torch_runner = TorchRunner(model, tokenizer)
-    reference_fixed = greedy_answers(torch_runner, fixed_ids, AGREEMENT_NEW_TOKENS)
-    del model, torch_runner
-    gc.collect()
     log(f"parity: PyTorch answered {len(scored_prompts) + len(fixed)} prompts")
-
     runner = open_exported(folder, device=target.device)
     exported_answers = greedy_answers(runner, encode_prompts(tokenizer, scored_prompts), new_tokens)
     exported_fixed = greedy_answers(runner, fixed_ids, AGREEMENT_NEW_TOKENS)
@@ -132,6 +126,26 @@ def check(
     summary["seconds"] = round(time.monotonic() - started, 2)
     log(f"parity {target.name}: {record.explanation}; {_agreement_line(summary['agreement'])}")
     return summary, record
+
+
+def _pytorch_answers(
+    source_dir: Path,
+    tokenizer,
+    scored_prompts: list[str],
+    fixed_ids: list[list[int]],
+    new_tokens: int,
+    batch_size: int,
+) -> tuple[list[list[int]], list[list[int]]]:
+    """The reference: eval answers batched as the evaluation stage makes them (so the
+    PyTorch scores equal its report's), agreement answers one by one like the export's."""
+    model = load_causal_lm(str(source_dir))
+    scored = greedy_token_ids(
+        model, tokenizer, scored_prompts, max_new_tokens=new_tokens, batch_size=batch_size
+    )
+    fixed = greedy_answers(TorchRunner(model, tokenizer), fixed_ids, AGREEMENT_NEW_TOKENS)
+    del model
+    gc.collect()
+    return scored, fixed
 
 
 def _degradation(

@@ -79,7 +79,7 @@ def quantize_int8_dynamic(source: Path, target: Path, *, exclude_nodes: Iterable
     target = Path(target)
     # quantize_dynamic writes its own external data file next to the output; stage it
     # so an in-place rewrite never reads a half-written source.
-    with tempfile.TemporaryDirectory(dir=target.parent) as staging:
+    with tempfile.TemporaryDirectory(dir=target.parent) as staging, _quiet_quantizer():
         staged = Path(staging) / target.name
         quantize_dynamic(
             str(source),
@@ -96,8 +96,10 @@ def quantize_int8_dynamic(source: Path, target: Path, *, exclude_nodes: Iterable
 @contextlib.contextmanager
 def _quiet_quantizer() -> Iterator[None]:
     """The int4 quantizer logs a line per node at INFO, its module calls
-    ``logging.basicConfig(level=INFO)`` when imported, and k-quant warns about blocks of
-    zeros and draws a progress bar; keep all of it out of the caller's output."""
+    ``logging.basicConfig(level=INFO)`` when imported, k-quant warns about blocks of zeros
+    and draws a progress bar, and the int8 one advises pre-processing on the root logger
+    (the builder's graphs are already optimized); keep all of it out of the caller's
+    output."""
     import numpy as np
 
     root = logging.getLogger()
@@ -106,6 +108,7 @@ def _quiet_quantizer() -> Iterator[None]:
     levels = [logger.level for logger in chatty]
     for logger in chatty:
         logger.setLevel(logging.WARNING)
+    root.setLevel(logging.ERROR)
     try:
         # k-quant divides by zero on all-zero blocks (it then keeps the plain scale), and
         # prints a progress bar to stdout, where the CLI writes its JSON result.
