@@ -8,8 +8,9 @@ multi-adapter model against the merged export, on the demo's fine-tuned SmolLM2.
 2. A second LoRA adapter is trained on the same phrases to answer with one sentence
    instead of a label (reused when already trained), and ``generate_adapters`` builds one
    int4 base serving both adapters; the label adapter is scored on the eval set through it.
-3. Every model decodes the same prompts in its own process, in this one run: time to
-   first token, decode tokens/s, size on disk, peak RSS, and the ratios to PyTorch fp32.
+3. Every model decodes the same 5 prompts in its own process, 3 rounds alternating the
+   models, in this one run: time to first token, decode tokens/s (medians), size on disk,
+   peak RSS, and the ratios to PyTorch fp32.
 
 Targets (the ONNX issue): cpu-int4 decode >= 6x PyTorch fp32 tokens/s, accuracy within
 2 points of the PyTorch fine-tuned model.
@@ -146,7 +147,7 @@ def measure_all(run_path: Path, exports: dict, multi) -> list[dict]:
     subjects.append(Subject("multi-adapter int4 (label)", "onnx", multi.output_path,
                             adapters=dict(multi.adapters), adapter="label"))  # fmt: skip
     log("timing every model, each in its own process")
-    return with_speedups(measure(subjects, prompt_ids, 64), "pytorch-fp32")
+    return with_speedups(measure(subjects, prompt_ids, 64, rounds=3), "pytorch-fp32")
 
 
 def main() -> int:

@@ -55,17 +55,36 @@ def size_on_disk(folder: Path, *, only: Sequence[Path] = ()) -> int:
 
 
 def measure(
-    subjects: Sequence[Subject], prompt_ids: Sequence[Sequence[int]], new_tokens: int
+    subjects: Sequence[Subject],
+    prompt_ids: Sequence[Sequence[int]],
+    new_tokens: int,
+    *,
+    rounds: int = 1,
 ) -> list[dict]:
-    """One result per subject, in order, each from a fresh child process."""
+    """One result per subject, in order. Each round measures every subject once, each in
+    a fresh child process; rounds interleave the subjects so a machine that slows down
+    for a while (a shared host) slows all of them, and the result is each subject's
+    median over the rounds (peak memory: the highest)."""
+    per_subject: list[list[dict]] = [[] for _ in subjects]
+    for _ in range(rounds):
+        for index, subject in enumerate(subjects):
+            per_subject[index].append(_measure_in_child_process(subject, prompt_ids, new_tokens))
     results = []
-    for subject in subjects:
-        measured = _measure_in_child_process(subject, prompt_ids, new_tokens)
-        measured["label"] = subject.label
-        measured["kind"] = subject.kind
-        measured["size_mb"] = round(size_on_disk(subject.path) / 2**20, 1)
-        results.append(measured)
+    for subject, measured in zip(subjects, per_subject, strict=True):
+        result = _combine(measured)
+        result.update(label=subject.label, kind=subject.kind, rounds=rounds)
+        result["size_mb"] = round(size_on_disk(subject.path) / 2**20, 1)
+        results.append(result)
     return results
+
+
+def _combine(rounds: list[dict]) -> dict:
+    combined = dict(rounds[0])
+    for key in ("first_token_ms", "decode_tokens_per_s", "load_seconds"):
+        combined[key] = round(statistics.median(r[key] for r in rounds), 2)
+    for key in ("peak_rss_mb", "model_rss_mb"):
+        combined[key] = max(r[key] for r in rounds)
+    return combined
 
 
 def _measure_in_child_process(

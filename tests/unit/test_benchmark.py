@@ -50,10 +50,10 @@ def test_measure_runs_each_model_in_its_own_process(tiny_model_dir, tmp_path):
         tiny_model_dir, "cpu-fp32", tmp_path / "onnx", parity=False, benchmark=False
     ).output_path
     subjects = [Subject("torch", "torch", tiny_model_dir), Subject("onnx", "onnx", exported)]
-    results = with_speedups(measure(subjects, [[1, 2, 3], [4, 5, 6, 7]], 10), "torch")
+    results = with_speedups(measure(subjects, [[1, 2, 3], [4, 5, 6, 7]], 10, rounds=2), "torch")
     assert [row["label"] for row in results] == ["torch", "onnx"]
     for row in results:
-        assert row["decoded_tokens"] == 2 * 9 and row["prompts"] == 2
+        assert row["decoded_tokens"] == 2 * 9 and row["prompts"] == 2 and row["rounds"] == 2
         assert row["first_token_ms"] > 0 and row["decode_tokens_per_s"] > 0
         assert 0 < row["model_rss_mb"] < row["peak_rss_mb"]
     # The ONNX child never imports torch: far less resident memory than the PyTorch one.

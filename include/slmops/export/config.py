@@ -119,6 +119,12 @@ class AutoOptConfig(TargetSettings):
     benchmark_prompts: int = Field(
         5, ge=1, le=100, description="prompts timed per model (medians are reported)"
     )
+    benchmark_rounds: int = Field(
+        2,
+        ge=1,
+        le=20,
+        description="times each model is measured, alternating with the others (medians)",
+    )
     benchmark_new_tokens: int = Field(
         64, ge=2, le=4096, description="tokens each timed prompt decodes (EOS suppressed)"
     )

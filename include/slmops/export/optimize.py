@@ -251,7 +251,8 @@ def _benchmark(
         Subject(target.name, "onnx", folder, device=target.device),
     ]
     results = with_speedups(
-        measure(subjects, prompt_ids, config.benchmark_new_tokens), PYTORCH_LABEL
+        measure(subjects, prompt_ids, config.benchmark_new_tokens, rounds=config.benchmark_rounds),
+        PYTORCH_LABEL,
     )
     for result in results:
         log(

@@ -88,8 +88,9 @@ def _parity_section(doc: Document, parity: dict, target: str) -> None:
 def _benchmark_section(doc: Document, benchmark: list[dict]) -> None:
     doc.heading("Speed and memory")
     doc.paragraph(
-        f"{benchmark[0]['prompts']} prompts, each decoding a fixed number of tokens, every "
-        "model in its own process on this machine."
+        f"{benchmark[0]['prompts']} prompts, each decoding a fixed number of tokens; every "
+        f"model in its own process, {benchmark[0]['rounds']} round(s) alternating the models "
+        "on this machine; medians."
     )
     doc.table(
         [
