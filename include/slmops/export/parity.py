@@ -109,7 +109,6 @@ def check(
     summary: dict = {
         "target": target.name,
         "agreement": token_agreement(reference_fixed, exported_fixed),
-        "seconds": None,
     }
     reference_text = decode_answers(tokenizer, reference_answers)
     exported_text = decode_answers(tokenizer, exported_answers)
