@@ -11,6 +11,7 @@ import shutil
 import time
 from pathlib import Path
 
+from slmops.export import MODEL_FILE
 from slmops.export.genai_builder import BUILD_LOG, BuilderUnsupported, build_with_genai
 from slmops.export.quantize import quantize_int8_dynamic
 from slmops.export.targets import Target
@@ -18,7 +19,6 @@ from slmops.progress import Log, no_log
 
 GENAI_BUILDER = "onnxruntime-genai builder"
 TORCH_ONNX = "torch.onnx"
-MODEL_FILE = "model.onnx"
 # The builder's int8 is weight-only; the cpu-int8 target is dynamic int8, applied to fp32.
 _BUILDER_PRECISION = {"int4": "int4", "int8": "fp32", "fp16": "fp16", "fp32": "fp32"}
 

@@ -21,8 +21,9 @@ import tempfile
 import warnings
 from pathlib import Path
 
+from slmops.export import MODEL_FILE
 from slmops.export.genai_builder import ExportError
-from slmops.export.ort_runner import FORMAT, METADATA_FILE, MODEL_FILE, OrtCausalLM
+from slmops.export.ort_runner import FORMAT, METADATA_FILE, OrtCausalLM
 from slmops.progress import Log
 
 PRECISIONS = ("fp32", "fp16", "int8", "int4")

@@ -30,6 +30,7 @@ from slmops.adapters import (
 )
 from slmops.artifacts import atomic_directory, atomic_write_json
 from slmops.config import ConfigError
+from slmops.export import MODEL_FILE
 from slmops.export.config import require_parent
 from slmops.export.genai_builder import BUILD_LOG, build_with_genai
 from slmops.export.quantize import load_model, quantize_int8_dynamic, save_model
@@ -39,7 +40,6 @@ from slmops.progress import Log, no_log
 
 ADAPTER_SUFFIX = ".onnx_adapter"
 MANIFEST = "adapters.json"
-MODEL_FILE = "model.onnx"
 RANK_DIM = "lora_r"
 _LORA_NODE = re.compile(r"/lora_[AB]/")
 _FLOAT_PRECISION = {"int4": "fp32", "int8": "fp32", "fp32": "fp32", "fp16": "fp16"}

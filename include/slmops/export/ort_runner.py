@@ -13,11 +13,11 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from slmops.errors import SlmopsError
+from slmops.export import MODEL_FILE
 from slmops.export.runtime import RuntimeLoadError
 
 FORMAT = "slmops-ort-causal-lm"
 METADATA_FILE = "slmops_onnx.json"
-MODEL_FILE = "model.onnx"
 _NUMPY_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16"}
 
 
@@ -28,7 +28,7 @@ class GenerationError(SlmopsError):
 class OrtCausalLM:
     """An exported causal LM; ``stream_ids`` matches ``slmops.export.runtime.Runner``."""
 
-    def __init__(self, session, spec: dict, tokenizer=None, *, name: str = "model.onnx"):
+    def __init__(self, session, spec: dict, tokenizer=None, *, name: str = MODEL_FILE):
         import numpy as np
 
         self.session = session
