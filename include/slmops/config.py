@@ -20,6 +20,7 @@ from slmops.errors import SlmopsError
 # "train", "train[:4096]", "train[10%:20%]", "train[:100]+test[:10]" (datasets' syntax).
 _SPLIT_PART = r"[A-Za-z_][\w.-]*(\[-?\d*%?:-?\d*%?\](\(\w+\))?)?"
 SPLIT_SPEC = re.compile(rf"^{_SPLIT_PART}(\+{_SPLIT_PART})*$")
+SUITES_DIR = Path(__file__).resolve().parents[1] / "configs" / "suites"
 _ESCAPES = {"n": "\n", "t": "\t", "\\": "\\"}
 
 
@@ -283,3 +284,17 @@ def load_yaml_model(path: Path, model: type[BaseModel]) -> Any:
     except ValidationError as exc:
         message = describe_validation_error(exc, source=str(path), flag_style=False)
         raise ConfigError(message) from None
+
+
+def load_suite(name_or_path: str) -> SuiteConfig:
+    """A suite by name (``include/configs/suites/<name>.yaml``) or by path."""
+    path = Path(name_or_path)
+    if path.suffix not in (".yaml", ".yml"):
+        path = SUITES_DIR / f"{name_or_path}.yaml"
+        if not path.is_file():
+            shipped = sorted(p.stem for p in SUITES_DIR.glob("*.yaml"))
+            raise ConfigError(
+                f"suite {name_or_path!r}: no such suite; shipped suites: {', '.join(shipped)}, "
+                "or pass the path of a YAML file"
+            )
+    return load_yaml_model(path, SuiteConfig)

@@ -14,9 +14,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pandas as pd
+from pydantic import ValidationError
 
 from slmops.artifacts import atomic_write_json
-from slmops.config import DataConfig, SuiteConfig, load_yaml_model
+from slmops.config import (
+    ConfigError,
+    DataConfig,
+    SuiteConfig,
+    describe_validation_error,
+    load_suite,
+)
 from slmops.data import RawSplits, fingerprint, iter_rows, load_splits
 from slmops.errors import SlmopsError
 from slmops.expectations import (
@@ -34,7 +41,6 @@ from slmops.expectations import (
 from slmops.formatting import Example, FormatError, RowFormatter
 from slmops.progress import Log, no_log
 
-SUITES_DIR = Path(__file__).resolve().parents[1] / "configs" / "suites"
 REPORT_NAME = "validation.json"
 
 
@@ -76,18 +82,34 @@ class ValidationReport:
         return "\n".join(lines)
 
 
-def load_suite(name_or_path: str) -> SuiteConfig:
-    """A suite by name (``include/configs/suites/<name>.yaml``) or by path."""
-    path = Path(name_or_path)
-    if path.suffix not in (".yaml", ".yml"):
-        path = SUITES_DIR / f"{name_or_path}.yaml"
-        if not path.is_file():
-            shipped = sorted(p.stem for p in SUITES_DIR.glob("*.yaml"))
-            raise SlmopsError(
-                f"suite {name_or_path!r}: no such suite; shipped suites: {', '.join(shipped)}, "
-                "or pass the path of a YAML file"
-            )
-    return load_yaml_model(path, SuiteConfig)
+def run(
+    data_config: DataConfig,
+    suite: str | SuiteConfig = "default",
+    *,
+    model_name_or_path: str | None = None,
+    max_seq_len: int | None = None,
+    trust_remote_code: bool = False,
+    output_dir: Path | None = None,
+    log: Log = no_log,
+) -> ValidationReport:
+    """Validate with a suite (by name, path or object) and the tokenizer of a model.
+
+    ``max_seq_len`` (a training run's) replaces the suite's token budget.
+    """
+    from slmops.model_store import DEFAULT_MODEL
+    from slmops.models import load_tokenizer, resolve
+
+    if not isinstance(suite, SuiteConfig):
+        suite = load_suite(suite)
+    if max_seq_len is not None:  # re-validated, so the suite's bounds apply to it
+        try:
+            suite = SuiteConfig.model_validate({**suite.model_dump(), "max_seq_len": max_seq_len})
+        except ValidationError as exc:
+            message = describe_validation_error(exc, source=suite.name, flag_style=False)
+            raise ConfigError(message) from None
+    model = resolve(model_name_or_path or DEFAULT_MODEL, log=log)
+    tokenizer = load_tokenizer(model, trust_remote_code=trust_remote_code)
+    return validate(data_config, suite, tokenizer, output_dir=output_dir, log=log)
 
 
 def validate(

@@ -11,7 +11,7 @@ from slmops.config import (
     load_yaml_model,
     template_placeholders,
 )
-from slmops.validation import SUITES_DIR, load_suite
+from slmops.config import SUITES_DIR, load_suite
 
 BASE = {"data_files": "a.jsonl", "text_field": "text"}
 

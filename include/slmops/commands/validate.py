@@ -49,9 +49,8 @@ def register(subparsers) -> None:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from slmops.config import SuiteConfig, read_yaml_mapping
-    from slmops.models import load_tokenizer, resolve
-    from slmops.validation import load_suite, validate
+    from slmops.config import SuiteConfig, load_suite, read_yaml_mapping
+    from slmops.validation import run
 
     data_config = config_from_args(
         DataConfig, args, config_file=args.config, ignore_other_keys=True
@@ -63,8 +62,12 @@ def _validate(args: argparse.Namespace) -> int:
         suite = config_from_args(
             SuiteConfig, args, **suite.model_dump(exclude={"max_seq_len"}), max_seq_len=max_seq_len
         )
-    model_name = args.model_name_or_path or run_settings.get("model_name_or_path") or DEFAULT_MODEL
-    model = resolve(model_name, log=log_to_stderr)
-    tokenizer = load_tokenizer(model, trust_remote_code=args.trust_remote_code)
-    validate(data_config, suite, tokenizer, output_dir=args.output_path, log=log_to_stderr)
+    run(
+        data_config,
+        suite,
+        model_name_or_path=args.model_name_or_path or run_settings.get("model_name_or_path"),
+        trust_remote_code=args.trust_remote_code,
+        output_dir=args.output_path,
+        log=log_to_stderr,
+    )
     return 0

@@ -1,0 +1,175 @@
+"""The pipeline's parameters: the ``slm_finetune`` trigger form, typed once.
+
+The Airflow form is generated from this model's JSON schema (types, limits, enums,
+descriptions), and the ``prepare`` task validates a run's conf against it again, so a
+value the form would refuse is refused from the REST API and the CLI too. Fields shared
+with a stage config reuse that config's definition; the defaults are the demo task's.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from slmops.config import ConfigError, DataConfig, describe_validation_error, split_commas
+from slmops.evaluation_config import GateThresholds
+from slmops.export.targets import DEFAULT_TARGET, TARGETS
+from slmops.model_store import DEFAULT_MODEL
+from slmops.training_config import FinetuneConfig, Method
+
+TargetName = Literal[tuple(TARGETS)]  # type: ignore[valid-type]
+_TONE_PROMPT = (
+    "Name the tone of the user's phrase with one word: joyful, angry, sad, fearful, "
+    "grateful or curious."
+)
+_training = FinetuneConfig.model_fields
+_data = DataConfig.model_fields
+_gates = GateThresholds.model_fields
+
+
+class PipelineParams(BaseModel):
+    """One ``slm_finetune`` run: data, training, gates and export targets."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # Model and data
+    model_name: str = Field(
+        "phrase-tones",
+        pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$",
+        description="name the result is published under, as the Asset slmops://models/NAME "
+        "(lower-case letters, digits, '.', '_' and '-')",
+    )
+    model_name_or_path: str = Field(
+        DEFAULT_MODEL,
+        description="base model: a bundled name (smollm2-135m-instruct), a Hugging Face "
+        "folder under the data roots, or a hub id (needs a network)",
+    )
+    data_files: list[str] | None = Field(
+        ["phrase_tones.jsonl"],
+        description="JSON, JSONL, CSV or Parquet files under the data roots (relative names "
+        "are looked up in each root); leave empty to use data_name",
+    )
+    data_name: str | None = _data["data_name"]
+    train_split: str = _data["train_split"]
+    eval_split: str | None = _data["eval_split"]
+    eval_fraction: float = _data["eval_fraction"]
+    template_kind: Literal["chat", "template", "text"] = Field(
+        "chat",
+        description="chat: the tokenizer's chat template over input_field/output_field; "
+        "template: text_template with {column} placeholders; text: text_field holds the text",
+    )
+    text_template: str | None = _data["text_template"]
+    text_field: str | None = _data["text_field"]
+    input_field: str = Field("phrase", description="user-turn column (chat)")
+    output_field: str = Field("tone", description="assistant-turn column (chat)")
+    label_field: str | None = Field(
+        "tone",
+        description="class label column of a classification task (accuracy, stratified "
+        "held-out split); empty for generation tasks",
+    )
+    system_prompt: str | None = Field(_TONE_PROMPT, description="system message (chat)")
+    suite: str = Field(
+        "phrase_tones",
+        description="Great Expectations suite: a shipped name (default, phrase_tones, "
+        "instructions) or a suite YAML under the data roots",
+    )
+
+    # Training
+    method: Method = _training["method"]
+    lora_r: int = _training["lora_r"]
+    lora_alpha: float = _training["lora_alpha"]
+    lora_dropout: float = _training["lora_dropout"]
+    max_steps: int = Field(200, ge=1, le=1_000_000, description="optimizer steps")
+    per_device_train_batch_size: int = Field(8, ge=1, le=1024, description="rows per step")
+    learning_rate: float = Field(3e-4, gt=0, le=1.0, description="peak learning rate")
+    max_seq_len: int = Field(128, ge=8, le=32768, description="tokens per example")
+    eval_steps: int = _training["eval_steps"]
+    early_stopping_patience: int | None = _training["early_stopping_patience"]
+    device: Literal["auto", "cpu", "gpu"] = Field(
+        "auto",
+        description="gpu sends training to the workers of queue 'gpu' (CUDA); cpu and auto "
+        "run on the default queue",
+    )
+
+    # Gates
+    min_improvement: float = _gates["min_improvement"]
+    max_loss_gap: float = _gates["max_loss_gap"]
+    min_primary_metric: float | None = Field(
+        None,
+        ge=0.0,
+        description="lowest acceptable fine-tuned score of the primary metric (default: "
+        "the task's, e.g. accuracy 0.5)",
+    )
+    max_export_degradation: float = _gates["max_export_degradation"]
+
+    # Export
+    targets: list[TargetName] = Field(  # type: ignore[valid-type]
+        [DEFAULT_TARGET],
+        min_length=1,
+        description="ONNX targets, each optimized, parity-checked and benchmarked in its own "
+        "task; gpu-* targets run on queue 'gpu'",
+    )
+    benchmark: bool = Field(True, description="time each export against PyTorch")
+
+    _split_lists = field_validator("data_files", "targets", mode="before")(split_commas)
+
+    @field_validator("targets")
+    @classmethod
+    def _unique_targets(cls, value: list[str]) -> list[str]:
+        return list(dict.fromkeys(value))
+
+    @model_validator(mode="after")
+    def _check_template(self) -> PipelineParams:
+        needed = {"template": "text_template", "text": "text_field"}.get(self.template_kind)
+        if needed and not getattr(self, needed):
+            raise ValueError(f"template_kind {self.template_kind} needs {needed}")
+        if bool(self.data_files) == bool(self.data_name):
+            raise ValueError("give data_files (local files) or data_name (a hub dataset), not both")
+        return self
+
+
+# The trigger form's sections, in order; every field appears in exactly one.
+FORM_SECTIONS: dict[str, tuple[str, ...]] = {
+    "Model and data": (
+        "model_name",
+        "model_name_or_path",
+        "data_files",
+        "data_name",
+        "train_split",
+        "eval_split",
+        "eval_fraction",
+        "template_kind",
+        "text_template",
+        "text_field",
+        "input_field",
+        "output_field",
+        "label_field",
+        "system_prompt",
+        "suite",
+    ),
+    "Training": (
+        "method",
+        "lora_r",
+        "lora_alpha",
+        "lora_dropout",
+        "max_steps",
+        "per_device_train_batch_size",
+        "learning_rate",
+        "max_seq_len",
+        "eval_steps",
+        "early_stopping_patience",
+        "device",
+    ),
+    "Gates": ("min_improvement", "max_loss_gap", "min_primary_metric", "max_export_degradation"),
+    "Export": ("targets", "benchmark"),
+}
+
+
+def parse(conf: dict) -> PipelineParams:
+    """A run's params, every problem named by its param."""
+    try:
+        return PipelineParams.model_validate(conf)
+    except ValidationError as exc:
+        message = describe_validation_error(exc, source=None, flag_style=False)
+        raise ConfigError(f"invalid params: {message}") from None

@@ -1,0 +1,169 @@
+"""A run's params turned into each stage's settings, checked before any work starts.
+
+``prepare`` validates the params, confines every file they name to the data roots,
+builds (and so validates) each stage's config, and writes ``plan.json`` into the run's
+own folder. The stages then read nothing but their slice of the plan.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from slmops import model_store
+from slmops.artifacts import atomic_write_json
+from slmops.config import ConfigError, DataConfig, describe_validation_error, load_suite
+from slmops.evaluation_config import GateThresholds
+from slmops.export.targets import TARGETS
+from slmops.pipeline import locations
+from slmops.pipeline.params import PipelineParams, parse
+from slmops.training_config import FinetuneConfig
+
+PLAN_NAME = "plan.json"
+VALIDATION_DIR = "validation"
+FINETUNE_DIR = "finetune"
+REPORT_DIR = "report"
+
+
+def prepare(
+    conf: dict,
+    *,
+    dag_id: str,
+    run_id: str,
+    artifacts_root: Path,
+    data_roots: list[Path],
+) -> dict:
+    """The run's plan (a small JSON-able dict), also written to RUN_DIR/plan.json."""
+    params = parse(conf)
+    run_dir = locations.run_dir(artifacts_root, dag_id, run_id)
+    data = _data_settings(params, data_roots)
+    finetune = _checked(
+        FinetuneConfig,
+        {
+            **data,
+            "model_name_or_path": _model_source(params.model_name_or_path, data_roots),
+            "output_path": str(run_dir / FINETUNE_DIR),
+            "method": params.method,
+            "lora_r": params.lora_r,
+            "lora_alpha": params.lora_alpha,
+            "lora_dropout": params.lora_dropout,
+            "max_steps": params.max_steps,
+            "per_device_train_batch_size": params.per_device_train_batch_size,
+            "learning_rate": params.learning_rate,
+            "max_seq_len": params.max_seq_len,
+            "eval_steps": params.eval_steps,
+            "early_stopping_patience": params.early_stopping_patience,
+            "device": params.device,
+        },
+    )
+    gates = _checked(
+        GateThresholds,
+        {
+            "min_improvement": params.min_improvement,
+            "max_loss_gap": params.max_loss_gap,
+            "max_export_degradation": params.max_export_degradation,
+        },
+    )
+    plan = {
+        "dag_id": dag_id,
+        "run_id": run_id,
+        "run_dir": str(run_dir),
+        "model_name": params.model_name,
+        "params": params.model_dump(mode="json"),
+        "validation": {
+            "data": data,
+            "suite": _suite(params.suite, data_roots),
+            "model_name_or_path": finetune["model_name_or_path"],
+            "max_seq_len": params.max_seq_len,
+            "output_path": str(run_dir / VALIDATION_DIR),
+        },
+        "finetune": finetune,
+        "evaluate": {
+            "run_path": finetune["output_path"],
+            "validation_path": str(run_dir / VALIDATION_DIR),
+            "min_improvement": gates["min_improvement"],
+            "max_loss_gap": gates["max_loss_gap"],
+            "min_primary_metric": params.min_primary_metric,
+        },
+        "optimize": {
+            "run_path": finetune["output_path"],
+            "max_export_degradation": gates["max_export_degradation"],
+            "benchmark": params.benchmark,
+        },
+        "cpu_targets": [name for name in params.targets if TARGETS[name].device == "cpu"],
+        "gpu_targets": [name for name in params.targets if TARGETS[name].device == "gpu"],
+        "train_on_gpu": params.device == "gpu",
+        "report_dir": str(run_dir / REPORT_DIR),
+    }
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(run_dir / PLAN_NAME, plan)
+    return plan
+
+
+def read_plan(run_dir: Path) -> dict:
+    path = Path(run_dir) / PLAN_NAME
+    if not path.is_file():
+        raise ConfigError(f"{path}: no plan; the prepare task writes it first")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _data_settings(params: PipelineParams, roots: list[Path]) -> dict:
+    kind = params.template_kind
+    data = {
+        "data_name": params.data_name,
+        "data_files": [
+            str(locations.confine(name, roots, "data_files")) for name in params.data_files or []
+        ]
+        or None,
+        "train_split": params.train_split,
+        "eval_split": params.eval_split,
+        "eval_fraction": params.eval_fraction,
+        "label_field": params.label_field or None,
+        "text_template": params.text_template if kind == "template" else None,
+        "text_field": params.text_field if kind == "text" else None,
+        "use_chat_template": kind == "chat",
+    }
+    if kind == "chat":
+        data.update(
+            input_field=params.input_field,
+            output_field=params.output_field,
+            system_prompt=params.system_prompt or None,
+        )
+    return _checked(DataConfig, data)
+
+
+def _model_source(value: str, roots: list[Path]) -> str:
+    """Bundled names and hub ids pass; anything that is a path must lie in a data root."""
+    if value in model_store.BUNDLED_MODELS:
+        return value
+    path = Path(value).expanduser()
+    looks_like_path = path.is_absolute() or value.startswith((".", "~")) or path.exists()
+    under_a_root = any((root / path).is_dir() for root in roots)
+    if looks_like_path or under_a_root:
+        return str(locations.confine(value, roots, "model_name_or_path"))
+    return value
+
+
+def _suite(value: str, roots: list[Path]) -> str:
+    """A shipped suite's name, or the confined path of a suite YAML; checked by loading."""
+    if value.endswith((".yaml", ".yml")) or "/" in value:
+        value = str(locations.confine(value, roots, "suite"))
+    try:
+        load_suite(value)
+    except ConfigError as exc:
+        raise ConfigError(f"param suite: {exc}") from None
+    return value
+
+
+def _checked(model: type, settings: dict[str, Any]) -> dict:
+    """``settings`` validated by a stage's config model, as the JSON the stage will read."""
+    try:
+        checked = model.model_validate(settings)
+    except ValidationError as exc:
+        message = describe_validation_error(exc, source=None, flag_style=False)
+        raise ConfigError(f"invalid params: {message}") from None
+    fields = set(settings)
+    return {key: value for key, value in checked.model_dump(mode="json").items() if key in fields}
