@@ -121,7 +121,7 @@ def plan(config: EvaluateConfig, log: Log = no_log) -> EvalPlan:
     """What to score (task, eval rows, references, labels, models), checked before any
     model is loaded; the ONNX parity check scores exported models on the same plan."""
     task = config.resolved_task()
-    primary = config.primary_metric or (TASK_METRICS[task] or LOSS_METRICS)[0]
+    primary = config.resolved_primary()
     _check_metric_names(config, task, primary)
     history = _training_history(config.run_path)
     validation = _validation_report(config.validation_path)

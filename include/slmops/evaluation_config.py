@@ -173,6 +173,10 @@ class EvaluateConfig(DataConfig, GateThresholds):
     def output_dir(self) -> Path:
         return self.output_path or Path(self.run_path) / "evaluation"
 
+    def resolved_primary(self) -> str:
+        """The metric the improvement and export gates compare."""
+        return self.primary_metric or (TASK_METRICS[self.resolved_task()] or LOSS_METRICS)[0]
+
     def resolved_task(self) -> str:
         """The task ``auto`` stands for, refusing tasks the data cannot support."""
         if self.task == "auto":

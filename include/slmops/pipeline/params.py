@@ -99,7 +99,7 @@ class PipelineParams(BaseModel):
         None,
         ge=0.0,
         description="lowest acceptable fine-tuned score of the primary metric (default: "
-        "the task's, e.g. accuracy 0.5)",
+        "the task's: accuracy 0.8 for classification)",
     )
     max_export_degradation: float = _gates["max_export_degradation"]
 

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from slmops import model_store
 from slmops.artifacts import atomic_write_json
 from slmops.config import ConfigError, DataConfig, describe_validation_error, load_suite
-from slmops.evaluation_config import GateThresholds
+from slmops.evaluation_config import EvaluateConfig, GateThresholds, config_for_run
 from slmops.export.targets import TARGETS
 from slmops.pipeline import locations
 from slmops.pipeline.params import PipelineParams, parse
@@ -97,6 +97,7 @@ def prepare(
         "gpu_targets": [name for name in params.targets if TARGETS[name].device == "gpu"],
         "train_on_gpu": params.device == "gpu",
         "report_dir": str(run_dir / REPORT_DIR),
+        "models_root": str(locations.models_root(artifacts_root)),
     }
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(run_dir / PLAN_NAME, plan)
@@ -108,6 +109,17 @@ def read_plan(run_dir: Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"{path}: no plan; the prepare task writes it first")
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+def evaluate_config(settings: dict) -> EvaluateConfig:
+    """The evaluate stage's config: the finished run's settings, the plan's gates, and
+    ``min_primary_metric`` as the floor of whichever metric is primary for the task."""
+    settings = dict(settings)
+    floor = settings.pop("min_primary_metric", None)
+    config = config_for_run(Path(settings.pop("run_path")), **settings)
+    if floor is None:
+        return config
+    return config.model_copy(update={"min_metric": {config.resolved_primary(): floor}})
 
 
 def _data_settings(params: PipelineParams, roots: list[Path]) -> dict:

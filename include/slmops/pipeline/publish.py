@@ -1,0 +1,110 @@
+"""Publish a finished run: its ONNX targets, adapter and report as a model version.
+
+``MODELS_ROOT/NAME/versions/RUN/`` holds the files and ``manifest.json`` (base model,
+dataset fingerprint, settings, metrics, gate results, targets); ``NAME/latest.json``
+points at the newest version. Files are hard-linked from the run folder when the two
+share a disk (no copy of the weights), copied otherwise. Publishing a run again
+replaces its own version, whole, and nothing else.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+from slmops import __version__
+from slmops.artifacts import atomic_directory, atomic_write_json
+from slmops.errors import SlmopsError
+from slmops.pipeline import locations
+from slmops.pipeline.plan import FINETUNE_DIR, read_plan
+from slmops.pipeline.summary import SUMMARY_NAME, collect
+
+MANIFEST_NAME = "manifest.json"
+LATEST_NAME = "latest.json"
+URI_SCHEME = "slmops://models/"
+
+
+class PublishError(SlmopsError):
+    """The run is not fit to publish."""
+
+
+def asset_uri(name: str) -> str:
+    return f"{URI_SCHEME}{name}"
+
+
+def publish(run_dir: Path, models_root: Path) -> dict:
+    """Publish the run; returns the manifest. Refuses a run whose gates did not all pass."""
+    run_dir = Path(run_dir)
+    plan = read_plan(run_dir)
+    summary = collect(run_dir)
+    if not summary["passed"]:
+        failed = [stage for stage, state in summary["stages"].items() if state != "PASS"]
+        raise PublishError(
+            f"run {plan['run_id']} is not published: {', '.join(failed)} did not pass "
+            f"(see {plan['report_dir']}/report.html)"
+        )
+    name = plan["model_name"]
+    version = locations.safe_name(plan["run_id"])
+    final = Path(models_root) / name / "versions" / version
+    manifest = _manifest(plan, summary, final)
+    with atomic_directory(final) as folder:
+        for target, record in summary["targets"].items():
+            _link_tree(Path(record["path"]), folder / "onnx" / target)
+        adapter = run_dir / FINETUNE_DIR / "adapter"
+        if adapter.is_dir():
+            _link_tree(adapter, folder / "adapter")
+        report_dir = Path(plan["report_dir"])
+        for report in ("report.md", "report.html", SUMMARY_NAME):
+            if (report_dir / report).is_file():
+                shutil.copy2(report_dir / report, folder / report)
+        atomic_write_json(folder / MANIFEST_NAME, manifest)
+    atomic_write_json(
+        Path(models_root) / name / LATEST_NAME,
+        {"version": version, "path": str(final), "published_at": manifest["published_at"]},
+    )
+    return manifest
+
+
+def _manifest(plan: dict, summary: dict, final: Path) -> dict:
+    evaluation = summary["evaluation"]
+    return {
+        "uri": asset_uri(plan["model_name"]),
+        "name": plan["model_name"],
+        "version": final.name,
+        "path": str(final),
+        "published_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "dag_id": plan["dag_id"],
+        "run_id": plan["run_id"],
+        "base_model": summary["base_model"],
+        "dataset_fingerprint": summary["dataset_fingerprint"],
+        "config": plan["params"],
+        "training": summary["training"],
+        "metrics": {
+            "primary_metric": evaluation["primary_metric"],
+            "base": evaluation["base"],
+            "fine_tuned": evaluation["fine_tuned"],
+        },
+        "gates": evaluation["gates"]
+        + [gate for record in summary["targets"].values() for gate in record["gates"]],
+        "targets": {
+            target: {
+                "path": f"onnx/{target}",
+                **{key: record[key] for key in ("size_mb", "metric", "decode_tokens_per_s")},
+            }
+            for target, record in summary["targets"].items()
+        },
+        "slmops_version": __version__,
+    }
+
+
+def _link_tree(source: Path, destination: Path) -> None:
+    shutil.copytree(source, destination, copy_function=_link_or_copy)
+
+
+def _link_or_copy(source: str, destination: str) -> None:
+    try:
+        os.link(source, destination)
+    except OSError:  # another file system, or links not allowed
+        shutil.copy2(source, destination)

@@ -1,0 +1,168 @@
+"""The run's report: every stage's outcome and key numbers in one place.
+
+It reads what the stages wrote into the run folder (validation.json,
+training_metrics.json, evaluation.json, each target's export.json and benchmark.json),
+so it also explains a run that stopped early: stages that did not run say so.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from slmops.artifacts import atomic_directory, atomic_write_json
+from slmops.pipeline.plan import FINETUNE_DIR, VALIDATION_DIR, read_plan
+from slmops.report import Document, cell, verdict
+
+SUMMARY_NAME = "summary.json"
+NOT_RUN = "not run"
+
+
+def _read(path: Path) -> dict | list | None:
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def collect(run_dir: Path) -> dict:
+    """The run's outcome as a small dict (it is also the report's content)."""
+    run_dir = Path(run_dir)
+    plan = read_plan(run_dir)
+    finetune = run_dir / FINETUNE_DIR
+    validation = _read(run_dir / VALIDATION_DIR / "validation.json")
+    training = _read(finetune / "training_metrics.json")
+    evaluation = _read(finetune / "evaluation" / "evaluation.json")
+    targets = {
+        name: _target(finetune / "onnx" / name)
+        for name in plan["cpu_targets"] + plan["gpu_targets"]
+    }
+    stages = {
+        "validation": _stage(validation),
+        "finetune": NOT_RUN if training is None else "PASS",
+        "evaluation": _stage(evaluation),
+        **{f"optimize[{name}]": _stage(record) for name, record in targets.items()},
+    }
+    return {
+        "run_id": plan["run_id"],
+        "model_name": plan["model_name"],
+        "run_dir": str(run_dir),
+        "passed": all(state == "PASS" for state in stages.values()),
+        "stages": stages,
+        "base_model": plan["finetune"]["model_name_or_path"],
+        "dataset_fingerprint": (training or {}).get("dataset", {}).get("fingerprint")
+        or (validation or {}).get("data", {}).get("fingerprint"),
+        "validation": validation and _validation(validation),
+        "training": training and _training(training),
+        "evaluation": evaluation and _evaluation(evaluation),
+        "targets": {name: record for name, record in targets.items() if record},
+    }
+
+
+def write(run_dir: Path, output_dir: Path) -> dict:
+    """Write report.md, report.html and summary.json into ``output_dir``; return the summary."""
+    summary = collect(run_dir)
+    with atomic_directory(Path(output_dir)) as folder:
+        atomic_write_json(folder / SUMMARY_NAME, summary)
+        _document(summary).write(folder)
+    return summary
+
+
+def _stage(record: dict | None) -> str:
+    return NOT_RUN if record is None else verdict(bool(record.get("passed")))
+
+
+def _validation(report: dict) -> dict:
+    return {
+        "passed": report["passed"],
+        "train_rows": report["data"]["train_rows"],
+        "eval_rows": report["data"]["eval_rows"],
+        "failed_checks": [check["name"] for check in report["checks"] if not check["passed"]],
+    }
+
+
+def _training(metrics: dict) -> dict:
+    keys = ("method", "global_step", "final_train_loss", "best_eval_loss", "tokens_per_second")
+    return {key: metrics.get(key) for key in (*keys, "train_runtime_s", "stopped_early")}
+
+
+def _evaluation(summary: dict) -> dict:
+    primary = summary["primary_metric"]
+    models = summary["models"]
+    return {
+        "passed": summary["passed"],
+        "primary_metric": primary,
+        "base": models.get("base", {}).get("metrics", {}).get(primary),
+        "fine_tuned": models["fine_tuned"]["metrics"].get(primary),
+        "eval_rows": summary["eval_rows"],
+        "gates": summary["gates"],
+    }
+
+
+def _target(folder: Path) -> dict | None:
+    record = _read(folder / "export.json")
+    if record is None:
+        return None
+    parity = _read(folder / "parity.json") or {}
+    timings = {row["kind"]: row for row in _read(folder / "benchmark.json") or []}
+    onnx = timings.get("onnx", {})
+    return {
+        "passed": record["passed"],
+        "path": str(folder),
+        "size_mb": record["size_mb"],
+        "exporter": record["exporter"],
+        "metric": parity.get("exported", {}).get("metrics", {}).get(parity.get("primary_metric")),
+        "pytorch_metric": parity.get("pytorch", {})
+        .get("metrics", {})
+        .get(parity.get("primary_metric")),
+        "decode_tokens_per_s": onnx.get("decode_tokens_per_s"),
+        "decode_speedup": onnx.get("decode_speedup"),
+        "gates": record["gates"],
+    }
+
+
+def _document(summary: dict) -> Document:
+    doc = Document(f"slm_finetune {summary['model_name']}: run {summary['run_id']}")
+    doc.paragraph(
+        f"Outcome: {verdict(summary['passed'])}. Base model {summary['base_model']}, dataset "
+        f"fingerprint {(summary['dataset_fingerprint'] or '–')[:16]}."
+    )
+    doc.table(["stage", "outcome"], list(summary["stages"].items()))
+    if summary["validation"]:
+        check = summary["validation"]
+        failed = ", ".join(check["failed_checks"]) or "none"
+        doc.heading("Data validation")
+        doc.paragraph(
+            f"{check['train_rows']} training rows, {check['eval_rows']} evaluation rows; "
+            f"failed checks: {failed}. Details: ../validation/validation.json"
+        )
+    if summary["training"]:
+        doc.heading("Training")
+        doc.table(list(summary["training"]), [list(summary["training"].values())])
+    if summary["evaluation"]:
+        evaluation = summary["evaluation"]
+        doc.heading("Evaluation")
+        doc.paragraph(
+            f"{evaluation['primary_metric']} on {evaluation['eval_rows']} held-out rows: base "
+            f"{cell(evaluation['base'])}, fine-tuned {cell(evaluation['fine_tuned'])}. "
+            "Full report: ../finetune/evaluation/report.html"
+        )
+        _gates(doc, evaluation["gates"])
+    if summary["targets"]:
+        doc.heading("ONNX targets")
+        rows = [
+            [
+                name,
+                verdict(record["passed"]),
+                record["size_mb"],
+                record["metric"],
+                record["decode_tokens_per_s"],
+                record["decode_speedup"],
+            ]
+            for name, record in summary["targets"].items()
+        ]
+        doc.table(["target", "parity", "MB", "metric", "decode tok/s", "vs PyTorch"], rows)
+        _gates(doc, [gate for record in summary["targets"].values() for gate in record["gates"]])
+    return doc
+
+
+def _gates(doc: Document, records: list[dict]) -> None:
+    rows = [[r["name"], verdict(r["passed"]), r["explanation"]] for r in records]
+    doc.table(["gate", "verdict", "why"], rows)

@@ -1,0 +1,21 @@
+"""What every slmops operator shares: library errors become clear task failures."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from airflow.sdk.exceptions import AirflowFailException
+
+
+@contextlib.contextmanager
+def failing_clearly() -> Iterator[None]:
+    """A refused input or a failed gate fails the task at once, without retries (the
+    same input fails the same way), its explanation as the failure message in the log.
+    Anything else (a killed worker, a full disk) propagates and is retried."""
+    from slmops.errors import SlmopsError
+
+    try:
+        yield
+    except SlmopsError as exc:
+        raise AirflowFailException(str(exc)) from exc

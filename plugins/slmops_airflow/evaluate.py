@@ -1,0 +1,41 @@
+"""EvaluateModelOperator: base vs fine-tuned metrics and the overfitting gates."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from airflow.sdk import BaseOperator
+
+from slmops_airflow._stage import failing_clearly
+
+
+class EvaluateModelOperator(BaseOperator):
+    """Score a finished fine-tuning run and judge its gates.
+
+    ``config``: ``run_path`` (the fine-tuning run) plus any ``EvaluateConfig`` fields
+    (gate thresholds...), and ``min_primary_metric``. Writes RUN_PATH/evaluation/. A
+    failed gate fails the task with the gate's explanation and remedies, so nothing
+    downstream (export, publish) runs.
+    """
+
+    template_fields: Sequence[str] = ("config",)
+    ui_color = "#f3e8fd"
+
+    def __init__(self, *, config: dict | Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.config = config
+
+    def execute(self, context) -> dict:
+        from slmops.evaluation import run
+        from slmops.pipeline.plan import evaluate_config
+
+        with failing_clearly():
+            result = run(evaluate_config(dict(self.config)), log=self.log.info)
+        summary = result.summary
+        return {
+            "output_path": str(result.output_path),
+            "passed": summary["passed"],
+            "primary_metric": summary["primary_metric"],
+            "delta": summary["delta"].get(summary["primary_metric"]),
+        }

@@ -1,0 +1,42 @@
+"""FineTuneOperator: LoRA / QLoRA / DoRA / full fine-tuning."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from airflow.sdk import BaseOperator
+
+from slmops_airflow._stage import failing_clearly
+
+
+class FineTuneOperator(BaseOperator):
+    """Train with ``config`` (``slmops.training_config.FinetuneConfig`` fields; its
+    ``output_path`` is the run folder). A retry resumes from the last checkpoint, and a
+    finished run with the same settings is reused rather than trained again. Route it to
+    GPU workers with ``queue="gpu"``.
+    """
+
+    template_fields: Sequence[str] = ("config",)
+    ui_color = "#e6f4ea"
+
+    def __init__(self, *, config: dict | Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.config = config
+
+    def execute(self, context) -> dict:
+        from slmops.training import run
+        from slmops.training_config import FinetuneConfig
+
+        with failing_clearly():
+            result = run(FinetuneConfig.model_validate(dict(self.config)), log=self.log.info)
+        metrics = result.metrics
+        return {
+            "run_dir": str(result.run_dir),
+            "adapter": str(result.adapter_path) if result.adapter_path else None,
+            "merged": str(result.merged_path) if result.merged_path else None,
+            "global_step": metrics["global_step"],
+            "best_eval_loss": metrics["best_eval_loss"],
+            "tokens_per_second": metrics["tokens_per_second"],
+            "reused": result.reused,
+        }

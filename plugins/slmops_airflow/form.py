@@ -1,0 +1,59 @@
+"""A pydantic model's JSON schema as Airflow Params: the DAG's typed trigger form.
+
+Each field becomes a Param with its type, limits, enum, pattern, default and
+description; optional fields accept null; a list of enum values becomes a multi-select.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.sdk import Param
+
+# JSON-schema keywords the form and Airflow's validation understand.
+_KEPT = (
+    "type",
+    "enum",
+    "minimum",
+    "maximum",
+    "exclusiveMinimum",
+    "exclusiveMaximum",
+    "pattern",
+    "items",
+    "minItems",
+    "uniqueItems",
+)
+
+
+def trigger_form(model: type, sections: dict[str, tuple[str, ...]]) -> dict[str, Param]:
+    """Params for ``model``'s fields, in the order and sections of ``sections``."""
+    properties = model.model_json_schema()["properties"]
+    params = {}
+    for section, names in sections.items():
+        for name in names:
+            params[name] = _param(properties[name], section)
+    return params
+
+
+def _param(prop: dict[str, Any], section: str) -> Param:
+    schema = _without_null(prop)
+    kwargs = {key: schema[key] for key in _KEPT if key in schema}
+    if prop is not schema:  # Optional[...]: the form may leave it empty
+        kwargs["type"] = [kwargs.get("type", "string"), "null"]
+    choices = schema.get("items", {}).get("enum")
+    if choices:  # the form draws a multi-select from "examples"
+        kwargs["examples"] = choices
+        kwargs["uniqueItems"] = True
+    return Param(
+        prop.get("default"),
+        description=prop.get("description"),
+        title=prop.get("title"),
+        section=section,
+        **kwargs,
+    )
+
+
+def _without_null(prop: dict[str, Any]) -> dict[str, Any]:
+    """The non-null branch of ``anyOf: [X, {type: null}]``, else ``prop`` itself."""
+    options = [option for option in prop.get("anyOf", ()) if option.get("type") != "null"]
+    return options[0] if len(options) == 1 and len(prop["anyOf"]) == 2 else prop

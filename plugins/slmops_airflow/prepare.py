@@ -1,0 +1,54 @@
+"""PrepareRunOperator: check a run's params and write its plan before any work starts."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from airflow.sdk import BaseOperator
+
+from slmops_airflow._stage import failing_clearly
+
+ARTIFACTS_VARIABLE = "slmops_artifacts_root"
+DATA_ROOTS_VARIABLE = "slmops_data_roots"
+
+
+class PrepareRunOperator(BaseOperator):
+    """Validate ``conf`` (default: the run's params, i.e. the trigger form) against
+    ``slmops.pipeline.params.PipelineParams``, confine the files it names to the data
+    roots, and write RUN_DIR/plan.json. Pushes the plan as one XCom per key
+    (``multiple_outputs``), so stages take ``prepare.output["finetune"]`` and mapped
+    tasks expand over ``prepare.output["cpu_targets"]``.
+
+    The artifacts root and data roots come from the Airflow Variables
+    ``slmops_artifacts_root`` and ``slmops_data_roots`` when set, else from
+    $SLMOPS_ARTIFACTS_ROOT and $SLMOPS_DATA_ROOTS.
+    """
+
+    template_fields: Sequence[str] = ("conf",)
+    ui_color = "#e8f0fe"
+
+    def __init__(self, *, conf: dict | None = None, **kwargs: Any) -> None:
+        kwargs.setdefault("multiple_outputs", True)
+        super().__init__(**kwargs)
+        self.conf = conf
+
+    def execute(self, context) -> dict:
+        from airflow.sdk import Variable
+
+        from slmops.pipeline import locations
+        from slmops.pipeline.plan import prepare
+
+        with failing_clearly():
+            plan = prepare(
+                dict(self.conf if self.conf is not None else context["params"]),
+                dag_id=context["dag"].dag_id,
+                run_id=context["run_id"],
+                artifacts_root=locations.artifacts_root(
+                    Variable.get(ARTIFACTS_VARIABLE, default=None)
+                ),
+                data_roots=locations.data_roots(Variable.get(DATA_ROOTS_VARIABLE, default=None)),
+            )
+        self.log.info("run folder %s", plan["run_dir"])
+        self.log.info("targets: cpu %s, gpu %s", plan["cpu_targets"], plan["gpu_targets"])
+        return plan

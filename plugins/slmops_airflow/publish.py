@@ -1,0 +1,55 @@
+"""PublishModelOperator: ship a passed run as a model version and an Asset event."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from airflow.sdk import Asset, AssetAlias, BaseOperator
+
+from slmops_airflow._stage import failing_clearly
+
+MODELS_ALIAS = "slmops-models"
+
+
+class PublishModelOperator(BaseOperator):
+    """Publish the run folder ``run_dir`` under ``models_root`` (see
+    ``slmops.pipeline.publish``) and emit an event for the Asset
+    ``slmops://models/NAME`` through the alias ``slmops-models``, with the manifest's
+    key facts as its extra; DAGs scheduled on that Asset start when a version lands.
+    Refuses a run whose validation, gates or parity did not all pass.
+    """
+
+    template_fields: Sequence[str] = ("run_dir", "models_root")
+    ui_color = "#e6f4ea"
+
+    def __init__(
+        self, *, run_dir: str | Any, models_root: str | Any, alias: str = MODELS_ALIAS, **kwargs
+    ) -> None:
+        kwargs.setdefault("outlets", [AssetAlias(alias)])
+        super().__init__(**kwargs)
+        self.run_dir = run_dir
+        self.models_root = models_root
+        self.alias = alias
+
+    def execute(self, context) -> dict:
+        from pathlib import Path
+
+        from slmops.pipeline.publish import publish
+
+        with failing_clearly():
+            manifest = publish(Path(self.run_dir), Path(self.models_root))
+        facts = {
+            "version": manifest["version"],
+            "path": manifest["path"],
+            "targets": sorted(manifest["targets"]),
+            "dataset_fingerprint": manifest["dataset_fingerprint"],
+            **manifest["metrics"],
+        }
+        context["outlet_events"][AssetAlias(self.alias)].add(
+            Asset(uri=manifest["uri"], name=manifest["uri"]), extra=facts
+        )
+        self.log.info(
+            "published %s version %s at %s", manifest["uri"], facts["version"], facts["path"]
+        )
+        return facts

@@ -1,0 +1,37 @@
+"""ReportOperator: one report of the whole run, whatever stage it reached."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from airflow.sdk import BaseOperator
+
+from slmops_airflow._stage import failing_clearly
+
+
+class ReportOperator(BaseOperator):
+    """Write report.md, report.html and summary.json for the run folder ``run_dir``
+    into ``output_dir`` (default RUN_DIR/report). Give it ``trigger_rule="all_done"`` to
+    explain failed runs too: stages that did not run say "not run"."""
+
+    template_fields: Sequence[str] = ("run_dir", "output_dir")
+    ui_color = "#fce8e6"
+
+    def __init__(self, *, run_dir: str | Any, output_dir: str | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.run_dir = run_dir
+        self.output_dir = output_dir
+
+    def execute(self, context) -> dict:
+        from pathlib import Path
+
+        from slmops.pipeline.summary import write
+
+        output_dir = Path(self.output_dir or Path(self.run_dir) / "report")
+        with failing_clearly():
+            summary = write(Path(self.run_dir), output_dir)
+        self.log.info("report: %s", output_dir / "report.html")
+        for stage, state in summary["stages"].items():
+            self.log.info("%-22s %s", stage, state)
+        return {"report": str(output_dir / "report.html"), "passed": summary["passed"]}
