@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Airflow, once imported, reads its home and settings: a private one per test session,
+# so tests never touch ~/airflow or a developer's database.
+os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="slmops-test-airflow-")
+atexit.register(shutil.rmtree, os.environ["AIRFLOW_HOME"], True)
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO_ROOT / "dags")
 
 
 @pytest.fixture(scope="session")

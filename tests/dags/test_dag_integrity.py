@@ -1,0 +1,122 @@
+"""Every DAG file imports cleanly, light and fast, and follows the house rules."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+DAGS_DIR = Path(__file__).resolve().parents[2] / "dags"
+DAG_FILES = sorted(DAGS_DIR.glob("*.py"))
+HEAVY = ("torch", "transformers", "peft", "onnxruntime", "onnxruntime_genai", "great_expectations")
+
+# Run in a fresh interpreter: the parse time and the modules loaded are the DAG file's own,
+# not whatever earlier tests imported.
+_PROBE = """
+import json, sys, time
+import airflow.sdk  # the scheduler has it loaded before it parses a file
+from airflow.dag_processing.dagbag import DagBag
+started = time.perf_counter()
+bag = DagBag(dag_folder=sys.argv[1])
+seconds = time.perf_counter() - started
+errors = {path: str(error) for path, error in bag.import_errors.items()}
+heavy = [module for module in sys.argv[2:] if module in sys.modules]
+dags = sorted(bag.dag_ids)
+print(json.dumps({"seconds": seconds, "errors": errors, "dags": dags, "heavy": heavy}))
+"""
+
+
+@pytest.fixture(scope="module")
+def dagbag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(DAGS_DIR))
+
+
+def test_there_are_dag_files():
+    assert [path.name for path in DAG_FILES] == ["slm_finetune.py"]
+
+
+@pytest.mark.parametrize("dag_file", DAG_FILES, ids=lambda path: path.name)
+def test_dag_file_parses_fast_without_heavy_imports(dag_file):
+    probe = subprocess.run(
+        [sys.executable, "-c", _PROBE, str(dag_file), *HEAVY],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result = json.loads(probe.stdout.strip().splitlines()[-1])
+    assert result["errors"] == {}
+    assert result["dags"], f"{dag_file.name} defines no DAG"
+    assert result["heavy"] == [], f"{dag_file.name} imports {result['heavy']} at parse time"
+    assert result["seconds"] < 1.0, f"{dag_file.name} took {result['seconds']:.2f} s to parse"
+
+
+def test_no_import_errors(dagbag):
+    assert dagbag.import_errors == {}
+    assert "slm_finetune" in dagbag.dags
+
+
+def test_every_dag_has_tags_retries_and_docs(dagbag):
+    for dag_id, dag in dagbag.dags.items():
+        assert dag.tags, f"{dag_id} has no tags"
+        assert dag.doc_md and len(dag.doc_md) > 200, f"{dag_id} has no doc_md"
+        for task in dag.tasks:
+            assert task.retries >= 1, f"{dag_id}.{task.task_id} has no retries"
+
+
+def test_every_param_is_typed_and_described(dagbag):
+    for dag_id, dag in dagbag.dags.items():
+        for name, param in dag.params.items():
+            param = dag.params.get_param(name)
+            assert param.description, f"{dag_id} param {name} has no description"
+            assert "type" in param.schema, f"{dag_id} param {name} has no type"
+            assert param.schema.get("section"), f"{dag_id} param {name} has no form section"
+
+
+def test_slm_finetune_shape(dagbag):
+    dag = dagbag.dags["slm_finetune"]
+    downstream = {task.task_id: sorted(task.downstream_task_ids) for task in dag.tasks}
+    assert {"validate", "finetune", "evaluate", "publish"} <= set(downstream["prepare"])
+    assert downstream["validate"] == ["route_training"]
+    assert downstream["route_training"] == ["finetune", "finetune_gpu"]
+    assert downstream["evaluate"] == ["optimize", "optimize_gpu"]
+    assert downstream["report"] == ["publish"]
+    assert dag.task_dict["finetune_gpu"].queue == "gpu"
+    assert dag.task_dict["optimize_gpu"].queue == "gpu"
+    assert dag.task_dict["finetune"].queue == "default"
+    assert dag.task_dict["evaluate"].trigger_rule == "none_failed_min_one_success"
+    assert dag.task_dict["report"].trigger_rule == "all_done"
+
+
+def test_trigger_form_refuses_invalid_values(dagbag):
+    from airflow.sdk.exceptions import ParamValidationError
+
+    params = dagbag.dags["slm_finetune"].params
+    valid = params.validate()
+    assert valid["targets"] == ["cpu-int4"] and valid["model_name_or_path"]
+    bad = {
+        "lora_r": 0,
+        "method": "prefix",
+        "targets": ["tpu-int2"],
+        "learning_rate": 0,
+        "model_name": "Has Spaces",
+        "device": "quantum",
+        "max_steps": "many",
+    }
+    for name, value in bad.items():
+        param = params.get_param(name)
+        with pytest.raises(ParamValidationError):
+            param.resolve(value)
+
+
+def test_targets_is_a_multi_select_of_the_target_list(dagbag):
+    from slmops.export.targets import TARGETS
+
+    schema = dagbag.dags["slm_finetune"].params.get_param("targets").schema
+    assert schema["type"] == "array"
+    assert schema["examples"] == list(TARGETS) == schema["items"]["enum"]
+    assert schema["minItems"] == 1

@@ -1,0 +1,42 @@
+"""Run one DAG with ``dag.test()`` in this process; print its outcome as a JSON line.
+
+    python dag_runner.py DAG_ID CONF_JSON [LOGICAL_DATE]
+
+Tests start it as a child process with their own AIRFLOW_HOME and slmops roots in the
+environment, so Airflow's settings (read once, at import) are the test's.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pendulum
+from airflow.dag_processing.dagbag import DagBag
+
+
+def main(dag_id: str, conf: str, logical_date: str | None = None) -> None:
+    dag = _dag(dag_id)
+    # One date for both: the run id derives from them, so a second call clears and reruns
+    # the same run, as "Clear" in the UI does.
+    when = pendulum.parse(logical_date) if logical_date else None
+    kwargs = {"logical_date": when, "run_after": when} if when else {}
+    run = dag.test(run_conf=json.loads(conf), **kwargs)
+    tasks = {
+        ti.task_id if ti.map_index < 0 else f"{ti.task_id}[{ti.map_index}]": str(ti.state)
+        for ti in run.get_task_instances()
+    }
+    print(
+        "DAG-RESULT " + json.dumps({"state": str(run.state), "run_id": run.run_id, "tasks": tasks})
+    )
+
+
+def _dag(dag_id: str):
+    bag = DagBag()
+    if bag.import_errors:
+        raise SystemExit(f"DAG import errors: {bag.import_errors}")
+    return bag.dags[dag_id]
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
