@@ -9,13 +9,15 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.slmops-installed
 BASE_MODEL := smollm2-135m-instruct
 # pip notes every extra index folder it cannot read; they are noise here.
-PIP_QUIET := sed -e '/is ignored: it is neither a file nor a directory/d'
+PIP_QUIET := sed -e '/is ignored: it is neither a file nor a directory/d' \
+	-e '/editable_wheel.py/,/WheelFile(wheel_path/d'
 
-.PHONY: help setup demo test test-unit test-integration lint format bench clean
+.PHONY: help setup demo airflow airflow-db test test-unit test-integration lint format bench clean
 
 help:
 	@echo "make setup   venv + pinned requirements + package (editable) + bundled base model"
-	@echo "make demo    the main job end to end on the bundled model"
+	@echo "make demo    the slm_finetune DAG end to end on the bundled model (airflow dags test)"
+	@echo "make airflow the Airflow UI on localhost:8080 (admin / admin) with the project's DAGs"
 	@echo "make test    every test tier (installs what it needs first)"
 	@echo "make lint    ruff check + ruff format --check"
 	@echo "make format  ruff format + ruff check --fix"
@@ -35,24 +37,35 @@ $(STAMP): requirements.txt pyproject.toml
 setup: $(STAMP)
 	@$(PY) -m slmops models pull $(BASE_MODEL) --quiet
 
-# Until the Airflow DAG lands, the demo runs the stages that exist from the CLI.
-TONE_RUN := include/configs/finetune/phrase_tones.yaml
+# Airflow from the project: SQLite and logs in .airflow/, the project's DAGs and plugins,
+# no example DAGs, run artifacts and published models in artifacts/.
+AIRFLOW_HOME := $(CURDIR)/.airflow
+AIRFLOW := AIRFLOW_HOME=$(AIRFLOW_HOME) AIRFLOW__CORE__LOAD_EXAMPLES=False \
+	AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags AIRFLOW__CORE__PLUGINS_FOLDER=$(CURDIR)/plugins \
+	AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS=admin:admin \
+	AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE=$(AIRFLOW_HOME)/passwords.json \
+	SLMOPS_ARTIFACTS_ROOT=$(CURDIR)/artifacts $(VENV)/bin/airflow
 
-demo: setup
-	@$(PY) -m slmops models list
-	@$(PY) -m slmops generate -m $(BASE_MODEL) --max_new_tokens 32 \
-		--prompt "What is the capital of France?"
-	@$(PY) -m slmops validate --config $(TONE_RUN) --suite phrase_tones \
-		--output_path artifacts/demo/validation
-	@# ~10 min on 2 CPU cores; a second `make demo` finds the finished run and reuses it.
-	@$(PY) -m slmops finetune --config $(TONE_RUN) --output_path artifacts/demo/finetune
-	@# Base vs fine-tuned on the held-out rows, the gates, and the report (about 40 s).
-	@$(PY) -m slmops evaluate --run_path artifacts/demo/finetune \
-		--validation_path artifacts/demo/validation
-	@echo "report: artifacts/demo/finetune/evaluation/report.html"
-	@# ONNX int4 for the CPU, parity on the eval rows and speed vs PyTorch (about 80 s).
-	@$(PY) -m slmops auto-opt --run_path artifacts/demo/finetune --target cpu-int4
-	@echo "report: artifacts/demo/finetune/onnx/cpu-int4/report.html"
+airflow-db: setup
+	@mkdir -p $(AIRFLOW_HOME)
+	@test -f $(AIRFLOW_HOME)/passwords.json || echo '{"admin": "admin"}' > $(AIRFLOW_HOME)/passwords.json
+	@$(AIRFLOW) db migrate > $(AIRFLOW_HOME)/db-migrate.log 2>&1 \
+		|| { tail -20 $(AIRFLOW_HOME)/db-migrate.log; exit 1; }
+
+# The slm_finetune DAG end to end with `airflow dags test` (SQLite, no scheduler): the
+# form's defaults are the demo (bundled SmolLM2, include/data/phrase_tones.jsonl, LoRA,
+# cpu-int4). About 13 min on 2 CPU cores; the full log is in .airflow/demo.log.
+demo: airflow-db
+	@echo "slm_finetune: validate -> finetune -> evaluate -> optimize -> report -> publish"
+	@$(AIRFLOW) dags test slm_finetune 2>&1 | tee $(AIRFLOW_HOME)/demo.log \
+		| grep --line-buffered -E "\[DAG TEST\] (start|end) task|gate |report:|ERROR|Error" || true
+	@echo
+	@$(PY) -m slmops report --artifacts_root artifacts
+
+# The UI on http://localhost:8080 (login admin / admin), scheduler and workers in one
+# process; Ctrl-C stops it.
+airflow: airflow-db
+	@$(AIRFLOW) standalone
 
 test: setup
 	@$(PY) -m pytest tests
@@ -78,4 +91,4 @@ bench: setup
 	@for script in $(BENCHMARKS); do echo "== $$script"; $(PY) $$script; done
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info include/*.egg-info
+	rm -rf $(VENV) .airflow .pytest_cache .ruff_cache build *.egg-info include/*.egg-info

@@ -1,7 +1,7 @@
 """Inference speed and accuracy of the ONNX targets against PyTorch fp32, and of one
 multi-adapter model against the merged export, on the demo's fine-tuned SmolLM2.
 
-    python benchmarks/inference.py [--run_path artifacts/demo/finetune] [--out DIR]
+    python benchmarks/inference.py [--run_path RUN/finetune] [--out DIR]
 
 1. ``optimize`` exports the run for cpu-int4, cpu-int8 and cpu-fp32 and scores each on the
    run's eval set against the PyTorch fine-tuned model (parity, greedy).
@@ -150,11 +150,25 @@ def measure_all(run_path: Path, exports: dict, multi) -> list[dict]:
     return with_speedups(measure(subjects, prompt_ids, 64, rounds=3), "pytorch-fp32")
 
 
+def demo_run() -> Path:
+    """The fine-tuning folder of the newest slm_finetune run under artifacts/."""
+    from slmops.config import ConfigError
+    from slmops.pipeline.summary import latest_run
+
+    try:
+        return latest_run(ROOT / "artifacts") / "finetune"
+    except ConfigError:
+        return ROOT / "artifacts/demo/finetune"  # a run made with the CLI stages
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run_path", type=Path, default=ROOT / "artifacts/demo/finetune")
+    parser.add_argument(
+        "--run_path", type=Path, help="a fine-tuning run (default: the last `make demo`'s)"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "artifacts/bench/inference")
     args = parser.parse_args()
+    args.run_path = args.run_path or demo_run()
     if not (args.run_path / "training_metrics.json").is_file():
         parser.error(f"{args.run_path} is not a finished run; run `make demo` first")
     args.out.mkdir(parents=True, exist_ok=True)

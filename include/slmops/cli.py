@@ -19,12 +19,23 @@ from slmops.commands import (
     generate,
     generate_adapter,
     models,
+    report,
     targets,
     validate,
 )
 from slmops.errors import SlmopsError
 
-COMMANDS = (models, generate, validate, finetune, evaluate, targets, auto_opt, generate_adapter)
+COMMANDS = (
+    models,
+    generate,
+    validate,
+    finetune,
+    evaluate,
+    targets,
+    auto_opt,
+    generate_adapter,
+    report,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

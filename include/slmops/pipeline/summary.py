@@ -11,7 +11,9 @@ import json
 from pathlib import Path
 
 from slmops.artifacts import atomic_directory, atomic_write_json
-from slmops.pipeline.plan import FINETUNE_DIR, VALIDATION_DIR, read_plan
+from slmops.config import ConfigError
+from slmops.pipeline.locations import safe_name
+from slmops.pipeline.plan import FINETUNE_DIR, PLAN_NAME, VALIDATION_DIR, read_plan
 from slmops.report import Document, cell, verdict
 
 SUMMARY_NAME = "summary.json"
@@ -34,6 +36,9 @@ def collect(run_dir: Path) -> dict:
         name: _target(finetune / "onnx" / name)
         for name in plan["cpu_targets"] + plan["gpu_targets"]
     }
+    published = (
+        Path(plan["models_root"]) / plan["model_name"] / "versions" / safe_name(plan["run_id"])
+    )
     stages = {
         "validation": _stage(validation),
         "finetune": NOT_RUN if training is None else "PASS",
@@ -53,6 +58,7 @@ def collect(run_dir: Path) -> dict:
         "training": training and _training(training),
         "evaluation": evaluation and _evaluation(evaluation),
         "targets": {name: record for name, record in targets.items() if record},
+        "published": str(published) if (published / "manifest.json").is_file() else None,
     }
 
 
@@ -63,6 +69,37 @@ def write(run_dir: Path, output_dir: Path) -> dict:
         atomic_write_json(folder / SUMMARY_NAME, summary)
         _document(summary).write(folder)
     return summary
+
+
+def latest_run(artifacts_root: Path) -> Path:
+    """The most recently planned run folder under ``artifacts_root``."""
+    plans = sorted(
+        Path(artifacts_root).glob(f"runs/*/*/{PLAN_NAME}"), key=lambda path: path.stat().st_mtime
+    )
+    if not plans:
+        raise ConfigError(f"{artifacts_root}: no pipeline runs yet (no runs/*/*/{PLAN_NAME})")
+    return plans[-1].parent
+
+
+def key_numbers(summary: dict) -> list[str]:
+    """A run's outcome in a few lines, for a terminal."""
+    lines = [f"run {summary['run_id']}: {verdict(summary['passed'])}"]
+    lines += [f"  {stage:<22} {state}" for stage, state in summary["stages"].items()]
+    evaluation = summary["evaluation"]
+    if evaluation:
+        lines.append(
+            f"{evaluation['primary_metric']}: base {cell(evaluation['base'])} -> fine-tuned "
+            f"{cell(evaluation['fine_tuned'])} on {evaluation['eval_rows']} held-out rows"
+        )
+        lines += [f"  gate {g['name']}: {verdict(g['passed'])}" for g in evaluation["gates"]]
+    for name, record in summary["targets"].items():
+        lines.append(
+            f"{name}: {verdict(record['passed'])}, {cell(record['size_mb'])} MB, "
+            f"{cell(record['metric'])} (PyTorch {cell(record['pytorch_metric'])}), "
+            f"{cell(record['decode_tokens_per_s'])} tokens/s, "
+            f"{cell(record['decode_speedup'])}x PyTorch"
+        )
+    return lines
 
 
 def _stage(record: dict | None) -> str:
