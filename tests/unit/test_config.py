@@ -4,14 +4,15 @@ import pytest
 from pydantic import ValidationError
 
 from slmops.config import (
+    SUITES_DIR,
     ConfigError,
     DataConfig,
     SuiteConfig,
     decode_escapes,
+    load_suite,
     load_yaml_model,
     template_placeholders,
 )
-from slmops.config import SUITES_DIR, load_suite
 
 BASE = {"data_files": "a.jsonl", "text_field": "text"}
 
