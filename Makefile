@@ -57,8 +57,11 @@ airflow-db: setup
 # cpu-int4). About 13 min on 2 CPU cores; the full log is in .airflow/demo.log.
 demo: airflow-db
 	@echo "slm_finetune: validate -> finetune -> evaluate -> optimize -> report -> publish"
+	@# The tasks' own log lines, without Airflow's bookkeeping; the whole log goes to demo.log.
 	@$(AIRFLOW) dags test slm_finetune 2>&1 | tee $(AIRFLOW_HOME)/demo.log \
-		| grep --line-buffered -E "\[DAG TEST\] (start|end) task|gate |report:|ERROR|Error" || true
+		| grep --line-buffered -E "\[DAG TEST\] (starting|end) task|slmops_airflow|Error" \
+		| sed -u -E 's/^[0-9-]+T([0-9:]+)\.[0-9]+Z \[[a-z ]+\] (.*) \[airflow[^]]*\].*$$/\1  \2/' \
+		|| true
 	@echo
 	@$(PY) -m slmops report --artifacts_root artifacts
 
