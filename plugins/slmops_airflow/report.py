@@ -26,7 +26,12 @@ class ReportOperator(BaseOperator):
     def execute(self, context) -> dict:
         from pathlib import Path
 
+        from airflow.sdk.exceptions import AirflowSkipException
+
         from slmops.pipeline.summary import write
+
+        if not self.run_dir:  # the run was refused before it had a folder
+            raise AirflowSkipException("no run folder: the run stopped before prepare wrote one")
 
         output_dir = Path(self.output_dir or Path(self.run_dir) / "report")
         with failing_clearly():
