@@ -87,6 +87,8 @@ def test_paths_inside_the_roots_resolve(tmp_path, roots):
         ({"model_name_or_path": "/etc"}, "param model_name_or_path: /etc is outside"),
         ({"model_name_or_path": "../.."}, "param model_name_or_path"),
         ({"suite": "/etc/passwd.yaml"}, "param suite: /etc/passwd.yaml is outside"),
+        ({"data_files": None, "data_name": "/etc"}, "param data_name: /etc is outside"),
+        ({"data_files": None, "data_name": "../../x"}, "param data_name: ../../x is outside"),
         ({"suite": "nope"}, "param suite: suite 'nope': no such suite"),
         ({"lora_r": 0}, "lora_r: Input should be greater than or equal to 1"),
         ({"targets": ["cpu-int3"]}, "targets.0: Input should be 'cpu-int4'"),
@@ -104,6 +106,8 @@ def test_invalid_params_are_named(tmp_path, roots, conf, message):
 def test_hub_ids_and_bundled_names_pass_through(tmp_path, roots):
     plan = make_plan(tmp_path, roots, model_name_or_path="HuggingFaceTB/SmolLM2-135M")
     assert plan["finetune"]["model_name_or_path"] == "HuggingFaceTB/SmolLM2-135M"
+    plan = make_plan(tmp_path, roots, data_files=None, data_name="org/tones")
+    assert plan["finetune"]["data_name"] == "org/tones"
     assert make_plan(tmp_path, roots)["finetune"]["model_name_or_path"] == "smollm2-135m-instruct"
 
 

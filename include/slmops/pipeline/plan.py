@@ -44,7 +44,9 @@ def prepare(
         FinetuneConfig,
         {
             **data,
-            "model_name_or_path": _model_source(params.model_name_or_path, data_roots),
+            "model_name_or_path": _name_or_path(
+                params.model_name_or_path, data_roots, "model_name_or_path"
+            ),
             "output_path": str(run_dir / FINETUNE_DIR),
             "method": params.method,
             "lora_r": params.lora_r,
@@ -125,7 +127,7 @@ def evaluate_config(settings: dict) -> EvaluateConfig:
 def _data_settings(params: PipelineParams, roots: list[Path]) -> dict:
     kind = params.template_kind
     data = {
-        "data_name": params.data_name,
+        "data_name": _name_or_path(params.data_name, roots, "data_name"),
         "data_files": [
             str(locations.confine(name, roots, "data_files")) for name in params.data_files or []
         ]
@@ -147,15 +149,15 @@ def _data_settings(params: PipelineParams, roots: list[Path]) -> dict:
     return _checked(DataConfig, data)
 
 
-def _model_source(value: str, roots: list[Path]) -> str:
+def _name_or_path(value: str | None, roots: list[Path], param: str) -> str | None:
     """Bundled names and hub ids pass; anything that is a path must lie in a data root."""
-    if value in model_store.BUNDLED_MODELS:
+    if value is None or value in model_store.BUNDLED_MODELS:
         return value
     path = Path(value).expanduser()
     looks_like_path = path.is_absolute() or value.startswith((".", "~")) or path.exists()
-    under_a_root = any((root / path).is_dir() for root in roots)
+    under_a_root = any((root / path).exists() for root in roots)
     if looks_like_path or under_a_root:
-        return str(locations.confine(value, roots, "model_name_or_path"))
+        return str(locations.confine(value, roots, param))
     return value
 
 
