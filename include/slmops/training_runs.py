@@ -46,6 +46,17 @@ class TrainingResult:
     def metrics_path(self) -> Path:
         return self.run_dir / METRICS_NAME
 
+    def summary(self) -> dict:
+        """Where the outputs are and the headline numbers (what the CLI prints)."""
+        keys = ("global_step", "final_train_loss", "best_eval_loss", "tokens_per_second")
+        return {
+            "run_dir": str(self.run_dir),
+            "adapter": str(self.adapter_path) if self.adapter_path else None,
+            "merged": str(self.merged_path) if self.merged_path else None,
+            **{key: self.metrics[key] for key in keys},
+            "reused": self.reused,
+        }
+
 
 @contextlib.contextmanager
 def exclusive(run_dir: Path) -> Iterator[None]:

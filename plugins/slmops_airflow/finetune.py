@@ -30,13 +30,4 @@ class FineTuneOperator(BaseOperator):
 
         with failing_clearly():
             result = run(FinetuneConfig.model_validate(dict(self.config)), log=self.log.info)
-        metrics = result.metrics
-        return {
-            "run_dir": str(result.run_dir),
-            "adapter": str(result.adapter_path) if result.adapter_path else None,
-            "merged": str(result.merged_path) if result.merged_path else None,
-            "global_step": metrics["global_step"],
-            "best_eval_loss": metrics["best_eval_loss"],
-            "tokens_per_second": metrics["tokens_per_second"],
-            "reused": result.reused,
-        }
+        return result.summary()

@@ -191,15 +191,12 @@ def airflow_env(home: Path, root: Path, port: int, password_file: Path) -> dict[
 @pytest.fixture(scope="module")
 def airflow(tmp_path_factory):
     """A running Airflow with the repository's DAGs, logged in as admin."""
-    from slmops.testing import build_tiny_llama, tone_rows
+    from slmops.testing import tiny_pipeline_data
 
     root = tmp_path_factory.mktemp("e2e")
     home = root / "airflow"
     home.mkdir()
-    data = root / "data"
-    build_tiny_llama(data / "tiny")
-    rows = "".join(json.dumps(row) + "\n" for row in tone_rows(96))
-    (data / "tones.jsonl").write_text(rows, encoding="utf-8")
+    tiny_pipeline_data(root / "data")
     password = secrets.token_urlsafe(12)
     password_file = home / "passwords.json"
     password_file.write_text(json.dumps({"admin": password}), encoding="utf-8")

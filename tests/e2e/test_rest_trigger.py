@@ -10,29 +10,12 @@ from pathlib import Path
 import pytest
 
 from slmops.pipeline.locations import run_dir
-from slmops.testing import TONE_TEMPLATE
+from slmops.testing import tiny_pipeline_params
 
 pytestmark = pytest.mark.e2e
 
 DAG_ID = "slm_finetune"
-CONF = {
-    "model_name": "e2e-tones",
-    "model_name_or_path": "tiny",
-    "data_files": ["tones.jsonl"],
-    "template_kind": "template",
-    "text_template": TONE_TEMPLATE,
-    "label_field": "tone",
-    "suite": "default",
-    "method": "full",
-    "max_steps": 60,
-    "eval_steps": 20,
-    "learning_rate": 0.01,
-    "eval_fraction": 0.25,
-    "per_device_train_batch_size": 4,
-    "min_primary_metric": 0.5,
-    "targets": ["cpu-fp32"],
-    "benchmark": False,
-}
+CONF = tiny_pipeline_params("e2e-tones")
 RUN_FILES = (
     "plan.json",
     "validation/validation.json",

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -24,12 +23,10 @@ LOGICAL_DATE = "2026-11-29T10:00:00+00:00"
 @pytest.fixture(scope="module")
 def dag_env(tmp_path_factory, tiny_model_dir):
     """A migrated SQLite Airflow and a data root with the tiny model and 96 tone rows."""
-    from slmops.testing import tone_rows
+    from slmops.testing import tiny_pipeline_data
 
     root = tmp_path_factory.mktemp("slm-finetune-dag")
-    data = root / "data"
-    shutil.copytree(tiny_model_dir, data / "tiny")
-    (data / "tones.jsonl").write_text("".join(json.dumps(row) + "\n" for row in tone_rows(96)))
+    data = tiny_pipeline_data(root / "data", tiny_model_dir)
     env = {key: value for key, value in os.environ.items() if not key.startswith("AIRFLOW__")}
     env.update(
         AIRFLOW_HOME=str(root / "airflow"),
@@ -44,26 +41,9 @@ def dag_env(tmp_path_factory, tiny_model_dir):
 
 @pytest.fixture(scope="module")
 def conf():
-    from slmops.testing import TONE_TEMPLATE
+    from slmops.testing import tiny_pipeline_params
 
-    return {
-        "model_name": "tiny-tones",
-        "model_name_or_path": "tiny",
-        "data_files": ["tones.jsonl"],
-        "template_kind": "template",
-        "text_template": TONE_TEMPLATE,
-        "label_field": "tone",
-        "suite": "default",
-        "method": "full",
-        "max_steps": 60,
-        "eval_steps": 20,
-        "learning_rate": 1e-2,
-        "eval_fraction": 0.25,
-        "per_device_train_batch_size": 4,
-        "min_primary_metric": 0.5,
-        "targets": ["cpu-fp32"],
-        "benchmark": False,
-    }
+    return tiny_pipeline_params("tiny-tones")
 
 
 def run_dag(env: dict, artifacts: Path, conf: dict) -> tuple[dict, str]:

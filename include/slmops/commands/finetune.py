@@ -44,16 +44,5 @@ def _finetune(args: argparse.Namespace) -> int:
 
     config = config_from_args(FinetuneConfig, args, config_file=args.config)
     result = run(config, log=log_to_stderr)
-    metrics = result.metrics
-    summary = {
-        "run_dir": str(result.run_dir),
-        "adapter": str(result.adapter_path) if result.adapter_path else None,
-        "merged": str(result.merged_path) if result.merged_path else None,
-        "global_step": metrics["global_step"],
-        "final_train_loss": metrics["final_train_loss"],
-        "best_eval_loss": metrics["best_eval_loss"],
-        "tokens_per_second": metrics["tokens_per_second"],
-        "reused": result.reused,
-    }
-    print(json.dumps(summary, indent=2))
+    print(json.dumps(result.summary(), indent=2))
     return 0
