@@ -23,6 +23,7 @@ os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="slmops-test-airflow-")
 atexit.register(shutil.rmtree, os.environ["AIRFLOW_HOME"], True)
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO_ROOT / "dags")
+os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(REPO_ROOT / "plugins")  # as make and compose
 
 
 @pytest.fixture(scope="session")

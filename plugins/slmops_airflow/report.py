@@ -13,7 +13,7 @@ from slmops_airflow._stage import failing_clearly
 class ReportOperator(BaseOperator):
     """Write report.md, report.html and summary.json for the run folder ``run_dir``
     into ``output_dir`` (default RUN_DIR/report). Give it ``trigger_rule="all_done"`` to
-    explain failed runs too: stages that did not run say "not run"."""
+    explain failed runs too: stages without output say "no result"."""
 
     template_fields: Sequence[str] = ("run_dir", "output_dir")
     ui_color = "#fce8e6"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -120,3 +121,23 @@ def test_targets_is_a_multi_select_of_the_target_list(dagbag):
     assert schema["type"] == "array"
     assert schema["examples"] == list(TARGETS) == schema["items"]["enum"]
     assert schema["minItems"] == 1
+
+
+def test_the_plugins_folder_shadows_no_library():
+    """Airflow imports each .py file in the plugins folder as a top-level module named after
+    the file; plugins/.airflowignore keeps slmops_airflow/evaluate.py from becoming
+    `evaluate` (Hugging Face's), which broke the evaluate task once."""
+    probe = """
+import sys
+from airflow import plugins_manager
+plugins_manager.ensure_plugins_loaded()
+import evaluate, slmops_airflow.evaluate
+assert hasattr(evaluate, "load"), evaluate.__file__
+print(sorted(name for name in ("evaluate", "report", "publish", "form", "prepare", "validate",
+                                "optimize", "finetune") if name in sys.modules))
+"""
+    plugins = Path(__file__).resolve().parents[2] / "plugins"
+    env = {**os.environ, "AIRFLOW__CORE__PLUGINS_FOLDER": str(plugins)}
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "['evaluate']"

@@ -15,6 +15,7 @@ from slmops.pipeline import locations
 
 pytestmark = pytest.mark.integration
 
+REPO = Path(__file__).resolve().parents[2]
 RUNNER = Path(__file__).with_name("dag_runner.py")
 MARKER = "DAG-RESULT "
 LOGICAL_DATE = "2026-11-29T10:00:00+00:00"
@@ -31,7 +32,8 @@ def dag_env(tmp_path_factory, tiny_model_dir):
     env.update(
         AIRFLOW_HOME=str(root / "airflow"),
         AIRFLOW__CORE__LOAD_EXAMPLES="False",
-        AIRFLOW__CORE__DAGS_FOLDER=str(Path(__file__).resolve().parents[2] / "dags"),
+        AIRFLOW__CORE__DAGS_FOLDER=str(REPO / "dags"),
+        AIRFLOW__CORE__PLUGINS_FOLDER=str(REPO / "plugins"),
         SLMOPS_DATA_ROOTS=str(data),
     )
     airflow = [sys.executable, "-m", "airflow"]
@@ -138,5 +140,5 @@ def test_failing_gate_stops_at_evaluate_and_exports_nothing(dag_env, conf, tmp_p
     assert not (artifacts / "models").exists()
     summary = read_json(run / "report" / "summary.json")
     assert summary["stages"]["evaluation"] == "FAIL"
-    assert summary["stages"]["optimize[cpu-fp32]"] == "not run"
+    assert summary["stages"]["optimize[cpu-fp32]"] == "no result"
     assert summary["passed"] is False

@@ -126,7 +126,7 @@ def test_report_of_a_run_stopped_at_a_gate_says_what_did_not_run(run_dir):
     summary = collect(run_dir)
     assert summary["passed"] is False
     assert summary["stages"]["evaluation"] == "FAIL"
-    assert summary["stages"]["optimize[cpu-int4]"] == "not run"
+    assert summary["stages"]["optimize[cpu-int4]"] == "no result"
     with pytest.raises(PublishError, match="evaluation, optimize\\[cpu-int4\\] did not pass"):
         publish(run_dir, run_dir.parents[2] / "models")
     assert not (run_dir.parents[2] / "models").exists()

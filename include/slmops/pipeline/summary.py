@@ -2,7 +2,7 @@
 
 It reads what the stages wrote into the run folder (validation.json,
 training_metrics.json, evaluation.json, each target's export.json and benchmark.json),
-so it also explains a run that stopped early: stages that did not run say so.
+so it also explains a run that stopped early: stages without output say "no result".
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from slmops.pipeline.plan import FINETUNE_DIR, PLAN_NAME, VALIDATION_DIR, read_p
 from slmops.report import Document, cell, verdict
 
 SUMMARY_NAME = "summary.json"
-NOT_RUN = "not run"
+NO_RESULT = "no result"  # the stage did not run, or failed before writing one
 
 
 def _read(path: Path) -> dict | list | None:
@@ -41,7 +41,7 @@ def collect(run_dir: Path) -> dict:
     )
     stages = {
         "validation": _stage(validation),
-        "finetune": NOT_RUN if training is None else "PASS",
+        "finetune": NO_RESULT if training is None else "PASS",
         "evaluation": _stage(evaluation),
         **{f"optimize[{name}]": _stage(record) for name, record in targets.items()},
     }
@@ -103,7 +103,7 @@ def key_numbers(summary: dict) -> list[str]:
 
 
 def _stage(record: dict | None) -> str:
-    return NOT_RUN if record is None else verdict(bool(record.get("passed")))
+    return NO_RESULT if record is None else verdict(bool(record.get("passed")))
 
 
 def _validation(report: dict) -> dict:
