@@ -40,7 +40,9 @@ setup: $(STAMP)
 # Airflow from the project: SQLite and logs in .airflow/, the project's DAGs and plugins,
 # no example DAGs, run artifacts and published models in artifacts/.
 AIRFLOW_HOME := $(CURDIR)/.airflow
-AIRFLOW := AIRFLOW_HOME=$(AIRFLOW_HOME) AIRFLOW__CORE__LOAD_EXAMPLES=False \
+# PATH: `airflow standalone` starts its components as `airflow ...` subprocesses.
+AIRFLOW := PATH=$(CURDIR)/$(VENV)/bin:$$PATH AIRFLOW_HOME=$(AIRFLOW_HOME) \
+	AIRFLOW__CORE__LOAD_EXAMPLES=False \
 	AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags AIRFLOW__CORE__PLUGINS_FOLDER=$(CURDIR)/plugins \
 	AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS=admin:admin \
 	AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE=$(AIRFLOW_HOME)/passwords.json \
