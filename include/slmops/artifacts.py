@@ -20,7 +20,7 @@ HOME_ENV = "SLMOPS_HOME"
 _CHUNK = 4 * 1024 * 1024
 
 
-def _source_checkout_root() -> Path | None:
+def source_checkout_root() -> Path | None:
     """The project root when slmops runs from its source tree (editable install)."""
     root = Path(__file__).resolve().parents[2]
     return root if (root / "pyproject.toml").is_file() and (root / "include").is_dir() else None
@@ -31,7 +31,7 @@ def slmops_home() -> Path:
     configured = os.environ.get(HOME_ENV)
     if configured:
         return Path(configured).expanduser().resolve()
-    root = _source_checkout_root()
+    root = source_checkout_root()
     return root / ".slmops" if root else Path.home() / ".cache" / "slmops"
 
 

@@ -1,10 +1,12 @@
-"""What every slmops operator shares: library errors become clear task failures."""
+"""What slmops operators share: settings as one templated dict, clear task failures."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from typing import Any
 
+from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 
@@ -19,3 +21,13 @@ def failing_clearly() -> Iterator[None]:
         yield
     except SlmopsError as exc:
         raise AirflowFailException(str(exc)) from exc
+
+
+class StageOperator(BaseOperator):
+    """An operator whose settings are one templated dict, ``config`` (often an XCom)."""
+
+    template_fields: Sequence[str] = ("config",)
+
+    def __init__(self, *, config: dict | Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.config = config

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
-
-from airflow.sdk import BaseOperator
-
-from slmops_airflow._stage import failing_clearly
+from slmops_airflow._stage import StageOperator, failing_clearly
 
 
-class EvaluateModelOperator(BaseOperator):
+class EvaluateModelOperator(StageOperator):
     """Score a finished fine-tuning run and judge its gates.
 
     ``config``: ``run_path`` (the fine-tuning run) plus any ``EvaluateConfig`` fields
@@ -19,12 +14,7 @@ class EvaluateModelOperator(BaseOperator):
     downstream (export, publish) runs.
     """
 
-    template_fields: Sequence[str] = ("config",)
     ui_color = "#f3e8fd"
-
-    def __init__(self, *, config: dict | Any, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.config = config
 
     def execute(self, context) -> dict:
         from slmops.evaluation import run

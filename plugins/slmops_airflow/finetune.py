@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
-
-from airflow.sdk import BaseOperator
-
-from slmops_airflow._stage import failing_clearly
+from slmops_airflow._stage import StageOperator, failing_clearly
 
 
-class FineTuneOperator(BaseOperator):
+class FineTuneOperator(StageOperator):
     """Train with ``config`` (``slmops.training_config.FinetuneConfig`` fields; its
     ``output_path`` is the run folder). A retry resumes from the last checkpoint, and a
     finished run with the same settings is reused rather than trained again. Route it to
     GPU workers with ``queue="gpu"``.
     """
 
-    template_fields: Sequence[str] = ("config",)
     ui_color = "#e6f4ea"
-
-    def __init__(self, *, config: dict | Any, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.config = config
 
     def execute(self, context) -> dict:
         from slmops.training import run

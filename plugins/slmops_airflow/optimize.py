@@ -5,12 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from airflow.sdk import BaseOperator
-
-from slmops_airflow._stage import failing_clearly
+from slmops_airflow._stage import StageOperator, failing_clearly
 
 
-class OnnxOptimizeOperator(BaseOperator):
+class OnnxOptimizeOperator(StageOperator):
     """Optimize a run for ``target`` (``slmops targets`` lists them); map it over a list
     of targets with ``.partial(config=...).expand(target=[...])``.
 
@@ -23,9 +21,8 @@ class OnnxOptimizeOperator(BaseOperator):
     ui_color = "#e0f7fa"
 
     def __init__(self, *, target: str, config: dict | Any, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+        super().__init__(config=config, **kwargs)
         self.target = target
-        self.config = config
 
     def execute(self, context) -> dict:
         from slmops.export.optimize import optimize

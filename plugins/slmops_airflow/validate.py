@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
-
-from airflow.sdk import BaseOperator
-
-from slmops_airflow._stage import failing_clearly
+from slmops_airflow._stage import StageOperator, failing_clearly
 
 
-class ValidateDatasetOperator(BaseOperator):
+class ValidateDatasetOperator(StageOperator):
     """Run a validation suite over the data exactly as training will format it.
 
     ``config``: ``data`` (``slmops.config.DataConfig`` fields), ``suite`` (a shipped
@@ -19,12 +14,7 @@ class ValidateDatasetOperator(BaseOperator):
     validation.json). A failed check fails the task, naming the check and its rows.
     """
 
-    template_fields: Sequence[str] = ("config",)
     ui_color = "#fff4e5"
-
-    def __init__(self, *, config: dict | Any, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.config = config
 
     def execute(self, context) -> dict:
         from slmops.config import DataConfig

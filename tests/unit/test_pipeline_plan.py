@@ -11,6 +11,8 @@ from slmops.pipeline import locations
 from slmops.pipeline.params import FORM_SECTIONS, PipelineParams
 from slmops.pipeline.plan import evaluate_config, prepare, read_plan
 
+RUN_ID = "manual__2026-11-29T10:00:00+00:00"
+
 
 @pytest.fixture
 def roots(tmp_path):
@@ -26,7 +28,7 @@ def make_plan(tmp_path, roots, **conf):
     return prepare(
         {"data_files": ["tones.jsonl"], **conf},
         dag_id="slm_finetune",
-        run_id="manual__2026-11-29T10:00:00+00:00",
+        run_id=RUN_ID,
         artifacts_root=tmp_path / "artifacts",
         data_roots=roots,
     )
@@ -34,7 +36,9 @@ def make_plan(tmp_path, roots, **conf):
 
 def test_plan_lays_out_the_run_folder_and_each_stage(tmp_path, roots):
     plan = make_plan(tmp_path, roots, targets=["cpu-int4", "gpu-fp16", "cpu-int8"])
-    run_dir = tmp_path / "artifacts" / "runs" / "slm_finetune" / "manual__2026-11-29T10_00_00+00_00"
+    run_dir = locations.run_dir(tmp_path / "artifacts", "slm_finetune", RUN_ID)
+    assert run_dir.parent == tmp_path / "artifacts" / "runs" / "slm_finetune"
+    assert run_dir.name.startswith("manual__2026-11-29T10_00_00+00_00-")
     assert plan["run_dir"] == str(run_dir)
     assert read_plan(run_dir) == json.loads(json.dumps(plan))
     assert plan["cpu_targets"] == ["cpu-int4", "cpu-int8"]
@@ -130,8 +134,11 @@ def test_run_folders_are_one_per_run_and_safe(tmp_path):
     first = locations.run_dir(root, "slm_finetune", "manual__2026-11-29T10:00:00+00:00")
     second = locations.run_dir(root, "slm_finetune", "manual__2026-11-29T10:00:01+00:00")
     assert first != second and first.parent == second.parent
-    assert locations.run_dir(root, "d", "../../etc").name == "etc"
-    assert locations.run_dir(root, "d", "../../etc").is_relative_to(root)
+    escaping = locations.run_dir(root, "d", "../../etc")
+    assert escaping.parent == root / "runs" / "d" and ".." not in escaping.parts
+    # Names that differ only in characters a folder name cannot hold stay apart.
+    assert locations.run_dir(root, "d", "a:b") != locations.run_dir(root, "d", "a_b")
+    assert locations.run_dir(root, "d", "a_b").name == "a_b"
 
 
 def test_roots_come_from_the_environment(monkeypatch, tmp_path):

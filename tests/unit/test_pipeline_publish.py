@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from slmops.pipeline import locations
 from slmops.pipeline.plan import prepare
 from slmops.pipeline.publish import PublishError, publish
 from slmops.pipeline.summary import collect, latest_run, write
@@ -33,7 +34,7 @@ def run_dir(tmp_path):
         artifacts_root=tmp_path / "artifacts",
         data_roots=[data],
     )
-    run = tmp_path / "artifacts" / "runs" / "slm_finetune" / "manual__2026-11-29T10_00_00+00_00"
+    run = locations.run_dir(tmp_path / "artifacts", "slm_finetune", RUN_ID)
     assert plan["run_dir"] == str(run)
     write_json(
         run / "validation/validation.json",
@@ -136,7 +137,7 @@ def test_publish_links_the_targets_and_writes_the_manifest(run_dir):
     write(run_dir, run_dir / "report")
     models = run_dir.parents[2] / "models"
     manifest = publish(run_dir, models)
-    version = models / "tones" / "versions" / "manual__2026-11-29T10_00_00+00_00"
+    version = models / "tones" / "versions" / locations.safe_name(RUN_ID)
     assert manifest["path"] == str(version)
     assert manifest["uri"] == "slmops://models/tones"
     assert manifest["dataset_fingerprint"] == "f" * 64
@@ -166,7 +167,7 @@ def test_publishing_again_replaces_the_same_version_only(run_dir):
     (models / "tones/versions/other-run").mkdir()
     publish(run_dir, models)
     versions = sorted(p.name for p in (models / "tones/versions").iterdir())
-    assert versions == ["manual__2026-11-29T10_00_00+00_00", "other-run"]
+    assert versions == [locations.safe_name(RUN_ID), "other-run"]
     assert [p.name for p in models.rglob(".*")] == []  # no temporaries left behind
 
 

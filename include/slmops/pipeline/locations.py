@@ -9,11 +9,12 @@ is published. Parameters that name files may only point inside the data roots
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from pathlib import Path
 
-from slmops.artifacts import _source_checkout_root, slmops_home
+from slmops.artifacts import slmops_home, source_checkout_root
 from slmops.config import ConfigError
 
 ARTIFACTS_ENV = "SLMOPS_ARTIFACTS_ROOT"
@@ -35,7 +36,7 @@ def data_roots(configured: str | None = None) -> list[Path]:
     if value:
         roots = [Path(part).expanduser() for part in value.split(os.pathsep) if part.strip()]
     else:
-        checkout = _source_checkout_root()
+        checkout = source_checkout_root()
         roots = [checkout / "include" / "data"] if checkout else []
         roots.append(slmops_home() / "data")
     return [root.resolve() for root in roots]
@@ -69,11 +70,14 @@ def confine(value: str, roots: list[Path], param: str) -> Path:
 
 
 def safe_name(text: str) -> str:
-    """``text`` as one path component: run ids carry ``:`` and ``+`` from timestamps."""
+    """``text`` as one path component. Run ids carry ``:`` from timestamps (and may carry
+    ``/``); a name that had to be changed gets a digest of the original, so two run ids
+    never share a folder ("a:b" and "a_b" stay apart)."""
     cleaned = _UNSAFE.sub("_", text).strip("._")
-    if not cleaned:
-        raise ConfigError(f"{text!r} gives an empty folder name")
-    return cleaned
+    if cleaned == text:
+        return text
+    digest = hashlib.sha256(text.encode()).hexdigest()[:8]
+    return f"{cleaned}-{digest}" if cleaned else digest
 
 
 def run_dir(root: Path, dag_id: str, run_id: str) -> Path:
