@@ -76,6 +76,7 @@ def test_every_param_is_typed_and_described(dagbag):
             assert param.description, f"{dag_id} param {name} has no description"
             assert "type" in param.schema, f"{dag_id} param {name} has no type"
             assert param.schema.get("section"), f"{dag_id} param {name} has no form section"
+            assert param.schema.get("title"), f"{dag_id} param {name} has no form label"
 
 
 def test_slm_finetune_shape(dagbag):
@@ -121,6 +122,7 @@ def test_targets_is_a_multi_select_of_the_target_list(dagbag):
     assert schema["type"] == "array"
     assert schema["examples"] == list(TARGETS) == schema["items"]["enum"]
     assert schema["minItems"] == 1
+    assert schema["title"] == "ONNX targets"
 
 
 def test_the_plugins_folder_shadows_no_library():

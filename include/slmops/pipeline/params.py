@@ -28,10 +28,29 @@ _data = DataConfig.model_fields
 _gates = GateThresholds.model_fields
 
 
+# Form labels where "Lora r" would not do; the rest read as their names ("Max steps").
+_TITLES = {
+    "model_name": "Published name",
+    "model_name_or_path": "Base model",
+    "data_name": "Hub dataset",
+    "lora_r": "LoRA rank (r)",
+    "lora_alpha": "LoRA alpha",
+    "lora_dropout": "LoRA dropout",
+    "per_device_train_batch_size": "Batch size",
+    "max_seq_len": "Max sequence length (tokens)",
+    "targets": "ONNX targets",
+    "suite": "Validation suite",
+}
+
+
+def _title(name: str, field: object) -> str:
+    return _TITLES.get(name) or name.replace("_", " ").capitalize()
+
+
 class PipelineParams(BaseModel):
     """One ``slm_finetune`` run: data, training, gates and export targets."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", field_title_generator=_title)
 
     # Model and data
     model_name: str = Field(
