@@ -21,6 +21,7 @@ from slmops.errors import SlmopsError
 _SPLIT_PART = r"[A-Za-z_][\w.-]*(\[-?\d*%?:-?\d*%?\](\(\w+\))?)?"
 SPLIT_SPEC = re.compile(rf"^{_SPLIT_PART}(\+{_SPLIT_PART})*$")
 SUITES_DIR = Path(__file__).resolve().parents[1] / "configs" / "suites"
+VALIDATION_REPORT = "validation.json"  # what `slmops validate -o DIR` writes into DIR
 _ESCAPES = {"n": "\n", "t": "\t", "\\": "\\"}
 
 

@@ -25,6 +25,8 @@ from slmops.data import PreparedData, prepare
 from slmops.devices import place
 from slmops.errors import SlmopsError
 from slmops.evaluation_config import (
+    EVALUATION_NAME,
+    GATES_NAME,
     LOSS_METRICS,
     LOWER_IS_BETTER,
     TASK_METRICS,
@@ -54,8 +56,6 @@ from slmops.scoring import (
     without_special_tokens,
 )
 
-EVALUATION_NAME = "evaluation.json"
-GATES_NAME = "gates.json"
 PREDICTIONS_NAME = "predictions.jsonl"
 
 

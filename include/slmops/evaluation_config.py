@@ -26,6 +26,9 @@ TASK_METRICS = {
     "language_modeling": (),
 }
 LOSS_METRICS = ("eval_loss", "perplexity")
+EVALUATION_FOLDER = "evaluation"  # RUN_PATH/evaluation when no --output_path is given
+EVALUATION_NAME = "evaluation.json"
+GATES_NAME = "gates.json"
 LOWER_IS_BETTER = frozenset(LOSS_METRICS)
 DEFAULT_MIN_METRIC = {"classification": {"accuracy": 0.8}}
 
@@ -171,7 +174,7 @@ class EvaluateConfig(DataConfig, GateThresholds):
 
     @property
     def output_dir(self) -> Path:
-        return self.output_path or Path(self.run_path) / "evaluation"
+        return self.output_path or Path(self.run_path) / EVALUATION_FOLDER
 
     def resolved_primary(self) -> str:
         """The metric the improvement and export gates compare."""

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from slmops.artifacts import atomic_write_json
 from slmops.config import (
+    VALIDATION_REPORT,
     ConfigError,
     DataConfig,
     SuiteConfig,
@@ -40,8 +41,6 @@ from slmops.expectations import (
 )
 from slmops.formatting import Example, FormatError, RowFormatter
 from slmops.progress import Log, no_log
-
-REPORT_NAME = "validation.json"
 
 
 class ValidationFailed(SlmopsError):
@@ -147,7 +146,7 @@ def validate(
         checks=results,
     )
     if output_dir is not None:
-        atomic_write_json(Path(output_dir) / REPORT_NAME, report.to_dict())
+        atomic_write_json(Path(output_dir) / VALIDATION_REPORT, report.to_dict())
     log(report.summary())
     if not report.passed:
         raise ValidationFailed(report)

@@ -17,6 +17,9 @@ from slmops.evaluation_config import GateThresholds
 from slmops.export.targets import PRECISIONS, TARGETS, Target, resolve_target
 
 ONNX_FOLDER = "onnx"  # RUN_PATH/onnx/<target> when no --output_path is given
+EXPORT_RECORD = "export.json"
+PARITY_NAME = "parity.json"
+BENCHMARK_NAME = "benchmark.json"
 
 
 def parse_key_values(value):

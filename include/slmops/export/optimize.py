@@ -29,7 +29,7 @@ from slmops.evaluation import EvalPlan
 from slmops.evaluation import plan as evaluation_plan
 from slmops.evaluation_config import config_for_run, read_run_metrics
 from slmops.export import parity
-from slmops.export.config import AutoOptConfig
+from slmops.export.config import BENCHMARK_NAME, EXPORT_RECORD, PARITY_NAME, AutoOptConfig
 from slmops.export.exporter import export_model
 from slmops.export.report import write_report
 from slmops.export.runtime import encode_prompts
@@ -39,9 +39,6 @@ from slmops.models import ResolvedModel, load_padding_tokenizer, quiet_libraries
 from slmops.progress import Log, no_log
 from slmops.training_runs import ADAPTER, MERGED
 
-EXPORT_RECORD = "export.json"
-PARITY_NAME = "parity.json"
-BENCHMARK_NAME = "benchmark.json"
 PYTORCH_LABEL = "pytorch-fp32"
 
 

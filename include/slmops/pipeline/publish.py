@@ -17,6 +17,7 @@ from pathlib import Path
 from slmops import __version__
 from slmops.artifacts import atomic_directory, atomic_write_json
 from slmops.errors import SlmopsError
+from slmops.export.config import ONNX_FOLDER
 from slmops.pipeline import locations
 from slmops.pipeline.plan import FINETUNE_DIR, read_plan
 from slmops.pipeline.summary import SUMMARY_NAME, collect
@@ -51,7 +52,7 @@ def publish(run_dir: Path, models_root: Path) -> dict:
     manifest = _manifest(plan, summary, final)
     with atomic_directory(final) as folder:
         for target, record in summary["targets"].items():
-            _link_tree(Path(record["path"]), folder / "onnx" / target)
+            _link_tree(Path(record["path"]), folder / ONNX_FOLDER / target)
         adapter = run_dir / FINETUNE_DIR / "adapter"
         if adapter.is_dir():
             _link_tree(adapter, folder / "adapter")
@@ -90,7 +91,7 @@ def _manifest(plan: dict, summary: dict, final: Path) -> dict:
         + [gate for record in summary["targets"].values() for gate in record["gates"]],
         "targets": {
             target: {
-                "path": f"onnx/{target}",
+                "path": f"{ONNX_FOLDER}/{target}",
                 **{key: record[key] for key in ("size_mb", "metric", "decode_tokens_per_s")},
             }
             for target, record in summary["targets"].items()

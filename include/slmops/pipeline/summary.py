@@ -11,10 +11,13 @@ import json
 from pathlib import Path
 
 from slmops.artifacts import atomic_directory, atomic_write_json
-from slmops.config import ConfigError
+from slmops.config import VALIDATION_REPORT, ConfigError
+from slmops.evaluation_config import EVALUATION_FOLDER, EVALUATION_NAME
+from slmops.export.config import BENCHMARK_NAME, EXPORT_RECORD, ONNX_FOLDER, PARITY_NAME
 from slmops.pipeline.locations import safe_name
 from slmops.pipeline.plan import FINETUNE_DIR, PLAN_NAME, VALIDATION_DIR, read_plan
 from slmops.report import Document, cell, verdict
+from slmops.training_runs import METRICS_NAME
 
 SUMMARY_NAME = "summary.json"
 NO_RESULT = "no result"  # the stage did not run, or failed before writing one
@@ -29,11 +32,11 @@ def collect(run_dir: Path) -> dict:
     run_dir = Path(run_dir)
     plan = read_plan(run_dir)
     finetune = run_dir / FINETUNE_DIR
-    validation = _read(run_dir / VALIDATION_DIR / "validation.json")
-    training = _read(finetune / "training_metrics.json")
-    evaluation = _read(finetune / "evaluation" / "evaluation.json")
+    validation = _read(run_dir / VALIDATION_DIR / VALIDATION_REPORT)
+    training = _read(finetune / METRICS_NAME)
+    evaluation = _read(finetune / EVALUATION_FOLDER / EVALUATION_NAME)
     targets = {
-        name: _target(finetune / "onnx" / name)
+        name: _target(finetune / ONNX_FOLDER / name)
         for name in plan["cpu_targets"] + plan["gpu_targets"]
     }
     published = (
@@ -58,7 +61,7 @@ def collect(run_dir: Path) -> dict:
         "training": training and _training(training),
         "evaluation": evaluation and _evaluation(evaluation),
         "targets": {name: record for name, record in targets.items() if record},
-        "published": str(published) if (published / "manifest.json").is_file() else None,
+        "published": str(published) if published.is_dir() else None,  # written whole or not
     }
 
 
@@ -134,11 +137,11 @@ def _evaluation(summary: dict) -> dict:
 
 
 def _target(folder: Path) -> dict | None:
-    record = _read(folder / "export.json")
+    record = _read(folder / EXPORT_RECORD)
     if record is None:
         return None
-    parity = _read(folder / "parity.json") or {}
-    timings = {row["kind"]: row for row in _read(folder / "benchmark.json") or []}
+    parity = _read(folder / PARITY_NAME) or {}
+    timings = {row["kind"]: row for row in _read(folder / BENCHMARK_NAME) or []}
     onnx = timings.get("onnx", {})
     return {
         "passed": record["passed"],
