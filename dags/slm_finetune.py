@@ -15,78 +15,32 @@ on queue `gpu`), checks its parity with PyTorch on the eval rows and times it.
 **publish** ships the model to `ARTIFACTS_ROOT/models/NAME/` with a manifest and
 updates the Asset `slmops://models/NAME`.
 
-The same stages run without Airflow: `slmops validate | finetune | evaluate | auto-opt`.
+The same stages run without Airflow: `slmops run --config FILE`, or one at a time with
+`slmops validate | finetune | evaluate | auto-opt`.
 """
 
 from __future__ import annotations
 
-import pendulum
-from airflow.sdk import dag, task
+from airflow.sdk import dag
 
 from slmops.pipeline.params import FORM_SECTIONS, PipelineParams
-from slmops_airflow.evaluate import EvaluateModelOperator
-from slmops_airflow.finetune import FineTuneOperator
 from slmops_airflow.form import trigger_form
-from slmops_airflow.optimize import OnnxOptimizeOperator
-from slmops_airflow.prepare import PrepareRunOperator
-from slmops_airflow.publish import PublishModelOperator
-from slmops_airflow.report import ReportOperator
-from slmops_airflow.validate import ValidateDatasetOperator
+from slmops_airflow.pipeline import DEFAULT_ARGS, START_DATE, finetune_pipeline
 
 
 @dag(
     dag_id="slm_finetune",
     schedule=None,
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    start_date=START_DATE,
     catchup=False,
     doc_md=__doc__,
     tags=["slmops", "fine-tuning", "onnx"],
-    params=trigger_form(PipelineParams, FORM_SECTIONS),
-    default_args={"retries": 1, "retry_delay": pendulum.duration(seconds=30)},
+    params=trigger_form(PipelineParams, FORM_SECTIONS, omit=("promotion_margin",)),
+    default_args=DEFAULT_ARGS,
     max_active_runs=4,
 )
 def slm_finetune():
-    plan = PrepareRunOperator(task_id="prepare")
-    validate = ValidateDatasetOperator(task_id="validate", config=plan.output["validation"])
-
-    @task.branch
-    def route_training(train_on_gpu: bool) -> str:
-        return "finetune_gpu" if train_on_gpu else "finetune"
-
-    @task
-    def targets(names: list[str]) -> list[str]:
-        """The targets to map over: Airflow maps only over a task's return value."""
-        return names
-
-    route = route_training(plan.output["train_on_gpu"])
-    finetune = FineTuneOperator(task_id="finetune", config=plan.output["finetune"])
-    finetune_gpu = FineTuneOperator(
-        task_id="finetune_gpu", config=plan.output["finetune"], queue="gpu"
-    )
-    evaluate = EvaluateModelOperator(
-        task_id="evaluate",
-        config=plan.output["evaluate"],
-        trigger_rule="none_failed_min_one_success",  # one of the two trainings ran
-    )
-    optimize = OnnxOptimizeOperator.partial(
-        task_id="optimize", config=plan.output["optimize"]
-    ).expand(target=targets.override(task_id="cpu_targets")(plan.output["cpu_targets"]))
-    optimize_gpu = OnnxOptimizeOperator.partial(
-        task_id="optimize_gpu", config=plan.output["optimize"], queue="gpu"
-    ).expand(target=targets.override(task_id="gpu_targets")(plan.output["gpu_targets"]))
-    report = ReportOperator(
-        task_id="report", run_dir=plan.output["run_dir"], trigger_rule="all_done"
-    )
-    publish = PublishModelOperator(
-        task_id="publish",
-        run_dir=plan.output["run_dir"],
-        models_root=plan.output["models_root"],
-        trigger_rule="none_failed_min_one_success",  # an empty target list is skipped
-    )
-
-    validate >> route >> [finetune, finetune_gpu] >> evaluate >> [optimize, optimize_gpu]
-    [optimize, optimize_gpu] >> report
-    [optimize, optimize_gpu, report] >> publish
+    finetune_pipeline()
 
 
 slm_finetune()

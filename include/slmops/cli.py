@@ -20,6 +20,7 @@ from slmops.commands import (
     generate_adapter,
     models,
     report,
+    run,
     targets,
     validate,
 )
@@ -35,6 +36,7 @@ COMMANDS = (
     auto_opt,
     generate_adapter,
     report,
+    run,
 )
 
 

@@ -17,15 +17,7 @@ class EvaluateModelOperator(StageOperator):
     ui_color = "#f3e8fd"
 
     def execute(self, context) -> dict:
-        from slmops.evaluation import run
-        from slmops.pipeline.plan import evaluate_config
+        from slmops.pipeline import stages
 
         with failing_clearly():
-            result = run(evaluate_config(dict(self.config)), log=self.log.info)
-        summary = result.summary
-        return {
-            "output_path": str(result.output_path),
-            "passed": summary["passed"],
-            "primary_metric": summary["primary_metric"],
-            "delta": summary["delta"].get(summary["primary_metric"]),
-        }
+            return stages.evaluate(dict(self.config), log=self.log.info)

@@ -15,9 +15,7 @@ class FineTuneOperator(StageOperator):
     ui_color = "#e6f4ea"
 
     def execute(self, context) -> dict:
-        from slmops.training import run
-        from slmops.training_config import FinetuneConfig
+        from slmops.pipeline import stages
 
         with failing_clearly():
-            result = run(FinetuneConfig.model_validate(dict(self.config)), log=self.log.info)
-        return result.summary()
+            return stages.finetune(dict(self.config), log=self.log.info)

@@ -25,13 +25,27 @@ _KEPT = (
 )
 
 
-def trigger_form(model: type, sections: dict[str, tuple[str, ...]]) -> dict[str, Param]:
-    """Params for ``model``'s fields, in the order and sections of ``sections``."""
+def trigger_form(
+    model: type,
+    sections: dict[str, tuple[str, ...]],
+    *,
+    defaults: dict[str, Any] | None = None,
+    omit: tuple[str, ...] = (),
+) -> dict[str, Param]:
+    """Params for ``model``'s fields, in the order and sections of ``sections``;
+    ``defaults`` replace the model's (a pipeline config's), ``omit`` leaves fields out of
+    the form (they keep the model's default)."""
     properties = model.model_json_schema()["properties"]
+    defaults = defaults or {}
     params = {}
     for section, names in sections.items():
         for name in names:
-            params[name] = _param(properties[name], section)
+            if name in omit:
+                continue
+            prop = properties[name]
+            if name in defaults:
+                prop = {**prop, "default": defaults[name]}
+            params[name] = _param(prop, section)
     return params
 
 

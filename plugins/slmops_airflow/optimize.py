@@ -25,19 +25,7 @@ class OnnxOptimizeOperator(StageOperator):
         self.target = target
 
     def execute(self, context) -> dict:
-        from slmops.export.optimize import optimize
+        from slmops.pipeline import stages
 
-        settings = dict(self.config)
-        model = settings.pop("model_name_or_path", None)
         with failing_clearly():
-            result = optimize(
-                model, self.target, settings.pop("output_path", None), **settings, log=self.log.info
-            )
-        decode = next((row for row in result.benchmark or [] if row["kind"] == "onnx"), {})
-        return {
-            "target": self.target,
-            "output_path": str(result.output_path),
-            "passed": not result.failed,
-            "size_mb": result.record["size_mb"],
-            "decode_speedup": decode.get("decode_speedup"),
-        }
+            return stages.optimize(dict(self.config), self.target, log=self.log.info)

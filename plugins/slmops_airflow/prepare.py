@@ -39,9 +39,11 @@ class PrepareRunOperator(BaseOperator):
         from slmops.pipeline import locations
         from slmops.pipeline.plan import prepare
 
+        conf = dict(self.conf if self.conf is not None else context["params"])
+        conf.update(self._event_params(context))
         with failing_clearly():
             plan = prepare(
-                dict(self.conf if self.conf is not None else context["params"]),
+                conf,
                 dag_id=context["dag"].dag_id,
                 run_id=context["run_id"],
                 artifacts_root=locations.artifacts_root(
@@ -52,3 +54,15 @@ class PrepareRunOperator(BaseOperator):
         self.log.info("run folder %s", plan["run_dir"])
         self.log.info("targets: cpu %s, gpu %s", plan["cpu_targets"], plan["gpu_targets"])
         return plan
+
+    def _event_params(self, context) -> dict:
+        """Params a producer sent along with the asset events that started this run: an
+        event's ``extra["params"]`` (e.g. the new data_files), checked like the form's."""
+        overrides: dict = {}
+        for uri, events in (context.get("triggering_asset_events") or {}).items():
+            for event in events:
+                params = (event.extra or {}).get("params")
+                if isinstance(params, dict):
+                    self.log.info("params from the asset event of %s: %s", uri, sorted(params))
+                    overrides.update(params)
+        return overrides

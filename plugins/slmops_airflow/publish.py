@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from airflow.sdk import Asset, AssetAlias, BaseOperator
+from airflow.sdk.exceptions import AirflowFailException
 
 from slmops_airflow._stage import failing_clearly
 
@@ -35,10 +36,17 @@ class PublishModelOperator(BaseOperator):
     def execute(self, context) -> dict:
         from pathlib import Path
 
-        from slmops.pipeline.publish import publish
+        from airflow.sdk.exceptions import AirflowSkipException
 
-        with failing_clearly():
-            manifest = publish(Path(self.run_dir), Path(self.models_root))
+        from slmops.pipeline.publish import NotPromoted, publish
+
+        try:
+            with failing_clearly():
+                manifest = publish(Path(self.run_dir), Path(self.models_root))
+        except AirflowFailException as exc:
+            if isinstance(exc.__cause__, NotPromoted):  # the champion stays; not a failure
+                raise AirflowSkipException(str(exc)) from None
+            raise
         facts = {
             "version": manifest["version"],
             "path": manifest["path"],

@@ -17,23 +17,7 @@ class ValidateDatasetOperator(StageOperator):
     ui_color = "#fff4e5"
 
     def execute(self, context) -> dict:
-        from slmops.config import DataConfig
-        from slmops.validation import run
+        from slmops.pipeline import stages
 
-        settings = dict(self.config)
         with failing_clearly():
-            report = run(
-                DataConfig.model_validate(settings["data"]),
-                settings.get("suite", "default"),
-                model_name_or_path=settings.get("model_name_or_path"),
-                max_seq_len=settings.get("max_seq_len"),
-                output_dir=settings.get("output_path"),
-                log=self.log.info,
-            )
-        return {
-            "passed": report.passed,
-            "train_rows": report.data["train_rows"],
-            "eval_rows": report.data["eval_rows"],
-            "fingerprint": report.data["fingerprint"],
-            "output_path": settings.get("output_path"),
-        }
+            return stages.validate(dict(self.config), log=self.log.info)

@@ -127,6 +127,21 @@ def check(
     return summary, record
 
 
+def score_exported(
+    runner, eval_plan: EvalPlan, tokenizer=None, *, adapter: str | None = None
+) -> dict:
+    """An exported model's metrics on the plan's eval rows (greedy, as parity scores it);
+    ``adapter`` picks one adapter of a multi-adapter model, ``tokenizer`` defaults to the
+    plan's. Returns ``score_answers``' dict plus the answers' text under "answers"."""
+    tokenizer = tokenizer or eval_plan.tokenizer
+    prompts = [example.prompt for example in eval_plan.data.eval]
+    answers = greedy_answers(
+        runner, encode_prompts(tokenizer, prompts), eval_plan.max_new_tokens, adapter=adapter
+    )
+    text = decode_answers(tokenizer, answers)
+    return {**score_answers(eval_plan, text), "answers": text}
+
+
 def _pytorch_answers(
     source_dir: Path,
     tokenizer,

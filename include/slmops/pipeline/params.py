@@ -99,9 +99,13 @@ class PipelineParams(BaseModel):
     lora_r: int = _training["lora_r"]
     lora_alpha: float = _training["lora_alpha"]
     lora_dropout: float = _training["lora_dropout"]
+    target_modules: list[str] | None = _training["target_modules"]
+    modules_to_save: list[str] | None = _training["modules_to_save"]
     max_steps: int = Field(200, ge=1, le=1_000_000, description="optimizer steps")
     per_device_train_batch_size: int = Field(8, ge=1, le=1024, description="rows per step")
     learning_rate: float = Field(3e-4, gt=0, le=1.0, description="peak learning rate")
+    gradient_accumulation_steps: int = _training["gradient_accumulation_steps"]
+    weight_decay: float = _training["weight_decay"]
     max_seq_len: int = Field(128, ge=8, le=32768, description="tokens per example")
     eval_steps: int = _training["eval_steps"]
     early_stopping_patience: int | None = _training["early_stopping_patience"]
@@ -121,6 +125,14 @@ class PipelineParams(BaseModel):
         "the task's: accuracy 0.8 for classification)",
     )
     max_export_degradation: float = _gates["max_export_degradation"]
+    promotion_margin: float = Field(
+        0.01,
+        ge=0.0,
+        le=1.0,
+        description="champion/challenger DAGs: the new model replaces the published one only "
+        "when its primary metric is better by at least this much on the same eval rows "
+        "(0 promotes a tie)",
+    )
 
     # Export
     targets: list[TargetName] = Field(  # type: ignore[valid-type]
@@ -131,7 +143,9 @@ class PipelineParams(BaseModel):
     )
     benchmark: bool = Field(True, description="time each export against PyTorch")
 
-    _split_lists = field_validator("data_files", "targets", mode="before")(split_commas)
+    _split_lists = field_validator(
+        "data_files", "targets", "target_modules", "modules_to_save", mode="before"
+    )(split_commas)
 
     @field_validator("targets")
     @classmethod
@@ -172,15 +186,25 @@ FORM_SECTIONS: dict[str, tuple[str, ...]] = {
         "lora_r",
         "lora_alpha",
         "lora_dropout",
+        "target_modules",
+        "modules_to_save",
         "max_steps",
         "per_device_train_batch_size",
+        "gradient_accumulation_steps",
         "learning_rate",
+        "weight_decay",
         "max_seq_len",
         "eval_steps",
         "early_stopping_patience",
         "device",
     ),
-    "Gates": ("min_improvement", "max_loss_gap", "min_primary_metric", "max_export_degradation"),
+    "Gates": (
+        "min_improvement",
+        "max_loss_gap",
+        "min_primary_metric",
+        "max_export_degradation",
+        "promotion_margin",
+    ),
     "Export": ("targets", "benchmark"),
 }
 

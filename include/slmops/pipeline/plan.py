@@ -35,16 +35,21 @@ def prepare(
     run_id: str,
     artifacts_root: Path,
     data_roots: list[Path],
+    run_dir: Path | None = None,
 ) -> dict:
-    """The run's plan (a small JSON-able dict), also written to RUN_DIR/plan.json."""
+    """The run's plan (a small JSON-able dict), also written to RUN_DIR/plan.json.
+
+    ``run_dir`` defaults to the run's own folder under the artifacts root; a DAG that
+    runs several pipelines in one run (HPO trials, one per adapter) gives each a subfolder.
+    """
     params = parse(conf)
-    run_dir = locations.run_dir(artifacts_root, dag_id, run_id)
+    run_dir = Path(run_dir) if run_dir else locations.run_dir(artifacts_root, dag_id, run_id)
     data = _data_settings(params, data_roots)
     finetune = _checked(
         FinetuneConfig,
         {
             **data,
-            "model_name_or_path": _name_or_path(
+            "model_name_or_path": name_or_path(
                 params.model_name_or_path, data_roots, "model_name_or_path"
             ),
             "output_path": str(run_dir / FINETUNE_DIR),
@@ -52,9 +57,13 @@ def prepare(
             "lora_r": params.lora_r,
             "lora_alpha": params.lora_alpha,
             "lora_dropout": params.lora_dropout,
+            "target_modules": params.target_modules,
+            "modules_to_save": params.modules_to_save,
             "max_steps": params.max_steps,
             "per_device_train_batch_size": params.per_device_train_batch_size,
+            "gradient_accumulation_steps": params.gradient_accumulation_steps,
             "learning_rate": params.learning_rate,
+            "weight_decay": params.weight_decay,
             "max_seq_len": params.max_seq_len,
             "eval_steps": params.eval_steps,
             "early_stopping_patience": params.early_stopping_patience,
@@ -127,7 +136,7 @@ def evaluate_config(settings: dict) -> EvaluateConfig:
 def _data_settings(params: PipelineParams, roots: list[Path]) -> dict:
     kind = params.template_kind
     data = {
-        "data_name": _name_or_path(params.data_name, roots, "data_name"),
+        "data_name": name_or_path(params.data_name, roots, "data_name"),
         "data_files": [
             str(locations.confine(name, roots, "data_files")) for name in params.data_files or []
         ]
@@ -149,7 +158,7 @@ def _data_settings(params: PipelineParams, roots: list[Path]) -> dict:
     return _checked(DataConfig, data)
 
 
-def _name_or_path(value: str | None, roots: list[Path], param: str) -> str | None:
+def name_or_path(value: str | None, roots: list[Path], param: str) -> str | None:
     """Bundled names and hub ids pass; anything that is a path must lie in a data root."""
     if value is None or value in model_store.BUNDLED_MODELS:
         return value

@@ -19,20 +19,32 @@ from slmops.artifacts import atomic_directory, atomic_write_json
 from slmops.errors import SlmopsError
 from slmops.export.config import ONNX_FOLDER
 from slmops.pipeline import locations
+from slmops.pipeline.champion import KEEP, read_decision
 from slmops.pipeline.plan import FINETUNE_DIR, read_plan
 from slmops.pipeline.summary import SUMMARY_NAME, collect
 
 MANIFEST_NAME = "manifest.json"
 LATEST_NAME = "latest.json"
 URI_SCHEME = "slmops://models/"
+DATA_URI_SCHEME = "slmops://data/"
 
 
 class PublishError(SlmopsError):
     """The run is not fit to publish."""
 
 
+class NotPromoted(PublishError):
+    """The run passed, but the published champion beat it; the champion stays."""
+
+
 def asset_uri(name: str) -> str:
     return f"{URI_SCHEME}{name}"
+
+
+def data_asset_uri(data_file: str) -> str:
+    """The Asset of a training data file (by its stem): an event on it starts the DAGs
+    that retrain on that data."""
+    return f"{DATA_URI_SCHEME}{Path(data_file).stem}"
 
 
 def publish(run_dir: Path, models_root: Path) -> dict:
@@ -46,6 +58,9 @@ def publish(run_dir: Path, models_root: Path) -> dict:
             f"run {plan['run_id']} is not published: {', '.join(failed)} did not pass "
             f"(see {plan['report_dir']}/report.html)"
         )
+    decision = read_decision(run_dir)
+    if decision and decision["decision"] == KEEP:
+        raise NotPromoted(f"run {plan['run_id']} is not published: {decision['reason']}")
     name = plan["model_name"]
     version = locations.safe_name(plan["run_id"])
     final = Path(models_root) / name / "versions" / version
@@ -96,6 +111,7 @@ def _manifest(plan: dict, summary: dict, final: Path) -> dict:
             }
             for target, record in summary["targets"].items()
         },
+        "champion_challenger": read_decision(Path(plan["run_dir"])),
         "slmops_version": __version__,
     }
 

@@ -14,6 +14,7 @@ from slmops.artifacts import atomic_directory, atomic_write_json
 from slmops.config import VALIDATION_REPORT, ConfigError
 from slmops.evaluation_config import EVALUATION_FOLDER, EVALUATION_NAME
 from slmops.export.config import BENCHMARK_NAME, EXPORT_RECORD, ONNX_FOLDER, PARITY_NAME
+from slmops.pipeline.champion import read_decision
 from slmops.pipeline.locations import safe_name
 from slmops.pipeline.plan import FINETUNE_DIR, PLAN_NAME, VALIDATION_DIR, read_plan
 from slmops.report import Document, cell, verdict
@@ -49,6 +50,7 @@ def collect(run_dir: Path) -> dict:
         **{f"optimize[{name}]": _stage(record) for name, record in targets.items()},
     }
     return {
+        "dag_id": plan["dag_id"],
         "run_id": plan["run_id"],
         "model_name": plan["model_name"],
         "run_dir": str(run_dir),
@@ -61,6 +63,7 @@ def collect(run_dir: Path) -> dict:
         "training": training and _training(training),
         "evaluation": evaluation and _evaluation(evaluation),
         "targets": {name: record for name, record in targets.items() if record},
+        "champion": read_decision(run_dir),
         "published": str(published) if published.is_dir() else None,  # written whole or not
     }
 
@@ -95,6 +98,9 @@ def key_numbers(summary: dict) -> list[str]:
             f"{cell(evaluation['fine_tuned'])} on {evaluation['eval_rows']} held-out rows"
         )
         lines += [f"  gate {g['name']}: {verdict(g['passed'])}" for g in evaluation["gates"]]
+    if summary.get("champion"):
+        decision = summary["champion"]
+        lines.append(f"champion/challenger: {decision['decision']}: {decision['reason']}")
     for name, record in summary["targets"].items():
         lines.append(
             f"{name}: {verdict(record['passed'])}, {cell(record['size_mb'])} MB, "
@@ -159,7 +165,7 @@ def _target(folder: Path) -> dict | None:
 
 
 def _document(summary: dict) -> Document:
-    doc = Document(f"slm_finetune {summary['model_name']}: run {summary['run_id']}")
+    doc = Document(f"{summary['dag_id']} {summary['model_name']}: run {summary['run_id']}")
     doc.paragraph(
         f"Outcome: {verdict(summary['passed'])}. Base model {summary['base_model']}, dataset "
         f"fingerprint {(summary['dataset_fingerprint'] or '–')[:16]}."
@@ -200,7 +206,24 @@ def _document(summary: dict) -> Document:
         ]
         doc.table(["target", "parity", "MB", "metric", "decode tok/s", "vs PyTorch"], rows)
         _gates(doc, [gate for record in summary["targets"].values() for gate in record["gates"]])
+    if summary.get("champion"):
+        _champion(doc, summary["champion"])
     return doc
+
+
+def _champion(doc: Document, decision: dict) -> None:
+    doc.heading("Champion / challenger")
+    verdicts = {"promote": "PROMOTED: the challenger is published", "keep": "KEPT the champion"}
+    doc.paragraph(f"{verdicts[decision['decision']]}. {decision['reason']}.")
+    champion = decision.get("champion") or {}
+    if "metric" in champion:
+        doc.table(
+            ["model", "version", f"{decision['primary_metric']} ({decision['target']})"],
+            [
+                ["challenger", decision["run_id"], decision["challenger"]["metric"]],
+                ["champion", champion["version"], champion["metric"]],
+            ],
+        )
 
 
 def _gates(doc: Document, records: list[dict]) -> None:

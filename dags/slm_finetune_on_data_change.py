@@ -1,0 +1,45 @@
+"""
+### slm_finetune_on_data_change: retrain when the data changes, publish only a better model
+
+Starts when the Asset `slmops://data/phrase_tones` gets an event (a producer task's
+outlet, or `POST /api/v2/assets/events`), and every Monday at 03:00 UTC. An event's
+`extra` may carry `{"params": {...}}` (for example the new `data_files`); they are
+checked like the form's.
+
+It runs the slm_finetune stages, then **challenge** scores the new model (the
+challenger) and the published one (the champion) on the same eval rows of the new data
+with the same ONNX target. **publish** replaces the champion only when the challenger is
+better by at least *promotion_margin*; otherwise it is skipped and the champion stays.
+The decision and both scores are in the run report (`report/report.html`).
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, dag
+
+from slmops.pipeline.params import FORM_SECTIONS, PipelineParams
+from slmops.pipeline.publish import data_asset_uri
+from slmops_airflow.form import trigger_form
+from slmops_airflow.pipeline import DEFAULT_ARGS, START_DATE, finetune_pipeline
+
+DEMO_DATA = Asset(data_asset_uri("phrase_tones.jsonl"))
+
+
+@dag(
+    dag_id="slm_finetune_on_data_change",
+    schedule=AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable("0 3 * * 1", timezone="UTC"), assets=[DEMO_DATA]
+    ),
+    start_date=START_DATE,
+    catchup=False,
+    doc_md=__doc__,
+    tags=["slmops", "fine-tuning", "onnx", "champion-challenger"],
+    params=trigger_form(PipelineParams, FORM_SECTIONS),
+    default_args=DEFAULT_ARGS,
+    max_active_runs=1,  # challengers are judged one at a time against the latest champion
+)
+def slm_finetune_on_data_change():
+    finetune_pipeline(challenge=True)
+
+
+slm_finetune_on_data_change()

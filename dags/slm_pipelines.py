@@ -1,0 +1,62 @@
+"""One DAG per pipeline config in include/configs/pipelines/ (see slmops.pipeline.pipelines).
+
+A config that fails to load is an import error naming the file and the field. Set
+$SLMOPS_PIPELINES_DIR to read the configs from another folder.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, CronTriggerTimetable
+
+from slmops.pipeline.params import FORM_SECTIONS, PipelineParams
+from slmops.pipeline.pipelines import PIPELINES_DIR, PipelineSpec, load_pipelines
+from slmops.pipeline.publish import data_asset_uri
+from slmops_airflow.form import trigger_form
+from slmops_airflow.pipeline import DEFAULT_ARGS, START_DATE, finetune_pipeline
+
+
+def _schedule(spec: PipelineSpec):
+    if not spec.on_data_change:
+        return spec.schedule
+    assets = [Asset(data_asset_uri(name)) for name in spec.params.data_files or []]
+    if not assets:
+        raise ValueError("on_data_change needs params.data_files (their Assets start the DAG)")
+    if spec.schedule is None:
+        return assets
+    timetable = CronTriggerTimetable(spec.schedule, timezone="UTC")
+    return AssetOrTimeSchedule(timetable=timetable, assets=assets)
+
+
+def _doc(path: Path, spec: PipelineSpec) -> str:
+    return (
+        f"### {spec.resolved_dag_id(path)}\n\n{spec.description}\n\n"
+        f"Config-driven pipeline from `{path.name}`: the slm_finetune stages"
+        + (" with champion/challenger" if spec.champion_challenger else "")
+        + f". Run it without Airflow: `slmops run --config {path.name}`."
+    )
+
+
+for _dag_id, (_path, _spec) in load_pipelines(
+    Path(os.environ.get("SLMOPS_PIPELINES_DIR") or PIPELINES_DIR)
+).items():
+    with DAG(
+        dag_id=_dag_id,
+        schedule=_schedule(_spec),
+        start_date=START_DATE,
+        catchup=False,
+        doc_md=_doc(_path, _spec),
+        description=_spec.description or None,
+        tags=["slmops", "config", *_spec.tags],
+        params=trigger_form(
+            PipelineParams,
+            FORM_SECTIONS,
+            defaults=_spec.param_defaults(),
+            omit=() if _spec.champion_challenger else ("promotion_margin",),
+        ),
+        default_args=DEFAULT_ARGS,
+        max_active_runs=1 if _spec.champion_challenger else 4,
+    ):
+        finetune_pipeline(challenge=_spec.champion_challenger)

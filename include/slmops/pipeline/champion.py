@@ -1,0 +1,142 @@
+"""Champion / challenger: does a retrained model replace the published one?
+
+The challenger (this run's ONNX export) and the champion (the version NAME/latest.json
+points at) answer the same eval rows, this run's held-out split of the new data, with
+the same target and the same greedy decoding. The challenger is promoted only when its
+primary metric is better by at least ``promotion_margin``; otherwise the champion stays
+published. The decision, its reason and both scores go to RUN_DIR/champion/decision.json,
+which the run report shows and publishing obeys.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+from pathlib import Path
+
+from slmops.artifacts import atomic_write_json
+from slmops.evaluation_config import LOWER_IS_BETTER
+from slmops.export.config import EXPORT_RECORD, ONNX_FOLDER
+from slmops.pipeline.plan import FINETUNE_DIR, evaluate_config, read_plan
+from slmops.progress import Log, no_log
+from slmops.report import cell
+
+CHAMPION_DIR = "champion"
+DECISION_NAME = "decision.json"
+PROMOTE = "promote"
+KEEP = "keep"
+
+
+def decision_path(run_dir: Path) -> Path:
+    return Path(run_dir) / CHAMPION_DIR / DECISION_NAME
+
+
+def read_decision(run_dir: Path) -> dict | None:
+    path = decision_path(run_dir)
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def champion_version(models_root: Path, name: str) -> Path | None:
+    """The published version NAME/latest.json points at, if any."""
+    latest = Path(models_root) / name / "latest.json"
+    if not latest.is_file():
+        return None
+    version = Path(json.loads(latest.read_text(encoding="utf-8"))["path"])
+    return version if (version / "manifest.json").is_file() else None
+
+
+def challenge(run_dir: Path, *, log: Log = no_log) -> dict:
+    """Score challenger and champion on the same rows; write and return the decision."""
+    run_dir = Path(run_dir)
+    plan = read_plan(run_dir)
+    margin = plan["params"]["promotion_margin"]
+    models_root = Path(plan["models_root"])
+    champion = champion_version(models_root, plan["model_name"])
+    exported = _passed_targets(run_dir / FINETUNE_DIR / ONNX_FOLDER, plan["cpu_targets"])
+    decision = {"margin": margin, "model_name": plan["model_name"], "run_id": plan["run_id"]}
+    if champion is None:
+        decision.update(
+            decision=PROMOTE,
+            reason=f"no champion: nothing is published as {plan['model_name']} yet",
+        )
+        return _write(run_dir, decision, log)
+    manifest = json.loads((champion / "manifest.json").read_text(encoding="utf-8"))
+    decision["champion"] = {"version": manifest["version"], "path": str(champion)}
+    common = [name for name in exported if (champion / ONNX_FOLDER / name).is_dir()]
+    if not common:
+        decision.update(
+            decision=PROMOTE,
+            reason=f"the champion ({manifest['version']}) has no CPU target in common with "
+            f"this run ({', '.join(exported) or 'none'}), so they cannot answer the same way; "
+            "the challenger's own gates passed",
+        )
+        return _write(run_dir, decision, log)
+
+    target = common[0]
+    from slmops.evaluation import plan as evaluation_plan
+
+    eval_plan = evaluation_plan(evaluate_config(plan["evaluate"]), log)
+    primary = eval_plan.primary
+    challenger_score = _score(run_dir / FINETUNE_DIR / ONNX_FOLDER / target, eval_plan)
+    champion_score = _score(champion / ONNX_FOLDER / target, eval_plan)
+    lower_is_better = primary in LOWER_IS_BETTER
+    gain = challenger_score - champion_score
+    gain = -gain if lower_is_better else gain
+    promoted = gain >= margin - 1e-12
+    decision.update(
+        decision=PROMOTE if promoted else KEEP,
+        target=target,
+        primary_metric=primary,
+        eval_rows=len(eval_plan.data.eval),
+        challenger={"metric": challenger_score},
+        gain=round(gain, 6),
+    )
+    decision["champion"].update(
+        metric=champion_score,
+        metric_when_published=manifest["metrics"].get("fine_tuned"),
+        dataset_fingerprint=manifest.get("dataset_fingerprint"),
+    )
+    better = "lower" if lower_is_better else "higher"
+    scores = (
+        f"on the same {decision['eval_rows']} eval rows ({target}): challenger {primary} "
+        f"{cell(challenger_score)}, champion {manifest['version']} {cell(champion_score)}"
+    )
+    if promoted:
+        decision["reason"] = f"{scores}; the challenger is {cell(gain)} {better}, margin {margin}"
+    else:
+        decision["reason"] = (
+            f"{scores}; a gain of {cell(gain)} is below the promotion margin {margin}, "
+            "so the champion stays published"
+        )
+    return _write(run_dir, decision, log)
+
+
+def _passed_targets(onnx_dir: Path, names: list[str]) -> list[str]:
+    passed = []
+    for name in names:
+        record = onnx_dir / name / EXPORT_RECORD
+        if record.is_file() and json.loads(record.read_text(encoding="utf-8")).get("passed"):
+            passed.append(name)
+    return passed
+
+
+def _score(folder: Path, eval_plan) -> float:
+    from transformers import AutoTokenizer
+
+    from slmops.export.parity import score_exported
+    from slmops.export.runtime import open_exported
+
+    runner = open_exported(folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder)  # an export keeps its tokenizer
+    try:
+        scored = score_exported(runner, eval_plan, tokenizer)
+    finally:
+        del runner
+        gc.collect()
+    return scored["metrics"][eval_plan.primary]
+
+
+def _write(run_dir: Path, decision: dict, log: Log) -> dict:
+    atomic_write_json(decision_path(run_dir), decision)
+    log(f"champion/challenger: {decision['decision']}: {decision['reason']}")
+    return decision

@@ -1,0 +1,137 @@
+"""A whole pipeline without Airflow: what ``slmops run --config FILE`` does.
+
+FILE is a pipeline config (include/configs/pipelines/*.yaml, the same file a
+config-driven DAG is built from) or a Microsoft Olive-style config (``model``,
+``data_configs``, ``passes``), mapped onto the pipeline's params. The stages are the
+DAG's, in the same order, writing the same run folder; a stage that fails stops the
+run, and the report is written whatever stage it reached.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from slmops.config import read_yaml_mapping
+from slmops.errors import SlmopsError
+from slmops.pipeline import champion, locations, stages
+from slmops.pipeline import summary as run_summary
+from slmops.pipeline.plan import prepare
+from slmops.progress import Log, no_log
+
+
+@dataclass
+class RunConfig:
+    """What a config file asks for, as pipeline params."""
+
+    source: Path
+    kind: str  # "pipeline" or "olive"
+    dag_id: str
+    params: dict
+    challenge: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+def load_run_config(path: Path) -> RunConfig:
+    """Read a pipeline config or an Olive-style config; errors name the file and field."""
+    from slmops.pipeline import olive
+    from slmops.pipeline.pipelines import load_pipeline
+
+    path = Path(path)
+    raw = read_yaml_mapping(path)
+    stem = re.sub(r"[^a-z0-9._-]+", "-", path.stem.lower()).strip("-._") or "pipeline"
+    if olive.is_olive_config(raw):
+        mapped = olive.from_olive(raw, source=str(path))
+        params = {"model_name": stem[:64], **mapped.params}
+        return RunConfig(path, "olive", f"slm_{stem}", params, notes=list(mapped.notes))
+    spec = load_pipeline(path)
+    return RunConfig(
+        path,
+        "pipeline",
+        spec.resolved_dag_id(path),
+        spec.param_defaults(),
+        challenge=spec.champion_challenger,
+    )
+
+
+def map_olive_modules(config: RunConfig, data_roots: list[Path], log: Log = no_log) -> None:
+    """Olive configs name GPT-2 modules (c_attn, ln_f...): map them onto the model at hand,
+    or refuse naming the ones it lacks, before anything is trained."""
+    from slmops.models import resolve
+    from slmops.pipeline import olive
+    from slmops.pipeline.plan import name_or_path
+
+    fields = [name for name in ("target_modules", "modules_to_save") if config.params.get(name)]
+    if not fields:
+        return
+    model = name_or_path(config.params.get("model_name_or_path"), data_roots, "model")
+    linear, modules = olive.module_names(resolve(model, log=log).path)
+    for name in fields:
+        mapped, notes = olive.map_module_names(
+            config.params[name], linear=linear, modules=modules, field=name
+        )
+        config.params[name] = mapped
+        config.notes.extend(notes)
+
+
+def run_pipeline(
+    config: RunConfig,
+    *,
+    artifacts_root: Path,
+    data_roots: list[Path],
+    run_id: str | None = None,
+    publish: bool = True,
+    log: Log = no_log,
+) -> dict:
+    """Run every stage; returns the run's summary. Raises the first stage's error after
+    writing the report (so a failed run still explains itself)."""
+    from slmops.pipeline.publish import NotPromoted
+    from slmops.pipeline.publish import publish as publish_run
+
+    run_id = run_id or time.strftime("local__%Y-%m-%dT%H-%M-%S", time.gmtime())
+    plan = prepare(
+        config.params,
+        dag_id=config.dag_id,
+        run_id=run_id,
+        artifacts_root=artifacts_root,
+        data_roots=data_roots,
+    )
+    run_dir = Path(plan["run_dir"])
+    log(f"run folder {run_dir}")
+    failure: SlmopsError | None = None
+    try:
+        _stage("validate", log, stages.validate, plan["validation"])
+        _stage("finetune", log, stages.finetune, plan["finetune"])
+        _stage("evaluate", log, stages.evaluate, plan["evaluate"])
+        for target in plan["cpu_targets"] + plan["gpu_targets"]:
+            _stage(f"optimize[{target}]", log, stages.optimize, plan["optimize"], target)
+        if config.challenge:
+            _stage("challenge", log, champion.challenge, run_dir)
+    except SlmopsError as exc:
+        failure = exc
+    summary = run_summary.write(run_dir, Path(plan["report_dir"]))
+    if failure is not None:
+        raise failure
+    if publish:
+        try:
+            publish_run(run_dir, Path(plan["models_root"]))
+        except NotPromoted as exc:
+            log(str(exc))
+        summary = run_summary.write(run_dir, Path(plan["report_dir"]))
+    return summary
+
+
+def _stage(name: str, log: Log, function, *args) -> None:
+    log(f"== {name}")
+    started = time.monotonic()
+    function(*args, log=log)
+    log(f"== {name} done in {time.monotonic() - started:.1f} s")
+
+
+def cli_data_roots(config_path: Path) -> list[Path]:
+    """Files a local run may read: next to the config, under the working directory, and
+    the usual data roots ($SLMOPS_DATA_ROOTS, include/data, SLMOPS_HOME/data)."""
+    roots = [Path(config_path).resolve().parent, Path.cwd().resolve(), *locations.data_roots()]
+    return list(dict.fromkeys(roots))

@@ -1,0 +1,91 @@
+"""The fine-tuning pipeline's task graph, added to whichever DAG is being defined.
+
+slm_finetune, slm_finetune_on_data_change, slm_hpo and the config-driven DAGs share it:
+
+    prepare -> validate -> route_training -> finetune | finetune_gpu -> evaluate
+      -> optimize[cpu targets] + optimize_gpu[gpu targets] -> (challenge) -> report -> publish
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pendulum
+from airflow.sdk import BaseOperator, task
+
+from slmops_airflow.champion import ChallengeChampionOperator
+from slmops_airflow.evaluate import EvaluateModelOperator
+from slmops_airflow.finetune import FineTuneOperator
+from slmops_airflow.optimize import OnnxOptimizeOperator
+from slmops_airflow.prepare import PrepareRunOperator
+from slmops_airflow.publish import PublishModelOperator
+from slmops_airflow.report import ReportOperator
+from slmops_airflow.validate import ValidateDatasetOperator
+
+DEFAULT_ARGS = {"retries": 1, "retry_delay": pendulum.duration(seconds=30)}
+START_DATE = pendulum.datetime(2026, 1, 1, tz="UTC")
+
+
+@dataclass
+class PipelineTasks:
+    prepare: BaseOperator
+    report: BaseOperator
+    publish: BaseOperator
+
+
+def finetune_pipeline(*, conf: Any = None, challenge: bool = False) -> PipelineTasks:
+    """Add the stages to the current DAG. ``conf`` replaces the run's params (an XCom of
+    an upstream task, e.g. HPO's best settings); ``challenge`` adds the champion/challenger
+    step, so publish replaces the published model only when this run beats it."""
+    plan = PrepareRunOperator(task_id="prepare", conf=conf)
+    validate = ValidateDatasetOperator(task_id="validate", config=plan.output["validation"])
+
+    @task.branch
+    def route_training(train_on_gpu: bool) -> str:
+        return "finetune_gpu" if train_on_gpu else "finetune"
+
+    @task
+    def targets(names: list[str]) -> list[str]:
+        """The targets to map over: Airflow maps only over a task's return value."""
+        return names
+
+    route = route_training(plan.output["train_on_gpu"])
+    finetune = FineTuneOperator(task_id="finetune", config=plan.output["finetune"])
+    finetune_gpu = FineTuneOperator(
+        task_id="finetune_gpu", config=plan.output["finetune"], queue="gpu"
+    )
+    evaluate = EvaluateModelOperator(
+        task_id="evaluate",
+        config=plan.output["evaluate"],
+        trigger_rule="none_failed_min_one_success",  # one of the two trainings ran
+    )
+    optimize = OnnxOptimizeOperator.partial(
+        task_id="optimize", config=plan.output["optimize"]
+    ).expand(target=targets.override(task_id="cpu_targets")(plan.output["cpu_targets"]))
+    optimize_gpu = OnnxOptimizeOperator.partial(
+        task_id="optimize_gpu", config=plan.output["optimize"], queue="gpu"
+    ).expand(target=targets.override(task_id="gpu_targets")(plan.output["gpu_targets"]))
+    report = ReportOperator(
+        task_id="report", run_dir=plan.output["run_dir"], trigger_rule="all_done"
+    )
+    publish = PublishModelOperator(
+        task_id="publish",
+        run_dir=plan.output["run_dir"],
+        models_root=plan.output["models_root"],
+        trigger_rule="none_failed_min_one_success",  # an empty target list is skipped
+    )
+
+    validate >> route >> [finetune, finetune_gpu] >> evaluate >> [optimize, optimize_gpu]
+    exported = [optimize, optimize_gpu]
+    if challenge:
+        champion = ChallengeChampionOperator(
+            task_id="challenge",
+            run_dir=plan.output["run_dir"],
+            trigger_rule="none_failed_min_one_success",
+        )
+        exported >> champion
+        exported = [*exported, champion]
+    exported >> report
+    [*exported, report] >> publish
+    return PipelineTasks(plan, report, publish)
