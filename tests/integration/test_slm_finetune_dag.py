@@ -3,63 +3,14 @@ rerun that redoes nothing, and a run whose gate fails and stops there."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from dag_runs import read_json, run_dag
 
 from slmops.pipeline import locations
 
 pytestmark = pytest.mark.integration
-
-REPO = Path(__file__).resolve().parents[2]
-RUNNER = Path(__file__).with_name("dag_runner.py")
-MARKER = "DAG-RESULT "
-LOGICAL_DATE = "2026-11-29T10:00:00+00:00"
-
-
-@pytest.fixture(scope="module")
-def dag_env(tmp_path_factory, tiny_model_dir):
-    """A migrated SQLite Airflow and a data root with the tiny model and 96 tone rows."""
-    from slmops.testing import tiny_pipeline_data
-
-    root = tmp_path_factory.mktemp("slm-finetune-dag")
-    data = tiny_pipeline_data(root / "data", tiny_model_dir)
-    env = {key: value for key, value in os.environ.items() if not key.startswith("AIRFLOW__")}
-    env.update(
-        AIRFLOW_HOME=str(root / "airflow"),
-        AIRFLOW__CORE__LOAD_EXAMPLES="False",
-        AIRFLOW__CORE__DAGS_FOLDER=str(REPO / "dags"),
-        AIRFLOW__CORE__PLUGINS_FOLDER=str(REPO / "plugins"),
-        SLMOPS_DATA_ROOTS=str(data),
-    )
-    airflow = [sys.executable, "-m", "airflow"]
-    subprocess.run([*airflow, "db", "migrate"], env=env, check=True, capture_output=True)
-    return env
-
-
-@pytest.fixture(scope="module")
-def conf():
-    from slmops.testing import tiny_pipeline_params
-
-    return tiny_pipeline_params("tiny-tones")
-
-
-def run_dag(env: dict, artifacts: Path, conf: dict) -> tuple[dict, str]:
-    command = [sys.executable, str(RUNNER), "slm_finetune", json.dumps(conf), LOGICAL_DATE]
-    env = {**env, "SLMOPS_ARTIFACTS_ROOT": str(artifacts)}
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1200)
-    output = done.stdout + done.stderr
-    results = [line for line in done.stdout.splitlines() if line.startswith(MARKER)]
-    assert results, f"the DAG run printed no result (exit {done.returncode}):\n{output[-5000:]}"
-    return json.loads(results[-1].removeprefix(MARKER)), output
-
-
-def read_json(path: Path):
-    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def test_run_publishes_and_a_cleared_rerun_redoes_nothing(dag_env, conf, tmp_path):

@@ -48,7 +48,7 @@ def _run(args: argparse.Namespace) -> int:
     if config.kind == "olive":
         map_olive_modules(config, data_roots, log=log_to_stderr)
     log_to_stderr(f"{args.config}: {config.kind} config, pipeline {config.dag_id}")
-    for note in config.notes:
+    for note in config.olive.notes if config.olive else []:
         log_to_stderr(f"  {note}")
     root = locations.artifacts_root(str(args.artifacts_root) if args.artifacts_root else None)
     summary = run_pipeline(

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from slmops.config import read_yaml_mapping
 from slmops.errors import SlmopsError
@@ -31,7 +32,7 @@ class RunConfig:
     dag_id: str
     params: dict
     challenge: bool = False
-    notes: list[str] = field(default_factory=list)
+    olive: Any = None  # the OliveMapping of an Olive-style config
 
 
 def load_run_config(path: Path) -> RunConfig:
@@ -44,8 +45,7 @@ def load_run_config(path: Path) -> RunConfig:
     stem = re.sub(r"[^a-z0-9._-]+", "-", path.stem.lower()).strip("-._") or "pipeline"
     if olive.is_olive_config(raw):
         mapped = olive.from_olive(raw, source=str(path))
-        params = {"model_name": stem[:64], **mapped.params}
-        return RunConfig(path, "olive", f"slm_{stem}", params, notes=list(mapped.notes))
+        return RunConfig(path, "olive", f"slm_{stem}", mapped.params, olive=mapped)
     spec = load_pipeline(path)
     return RunConfig(
         path,
@@ -60,20 +60,13 @@ def map_olive_modules(config: RunConfig, data_roots: list[Path], log: Log = no_l
     """Olive configs name GPT-2 modules (c_attn, ln_f...): map them onto the model at hand,
     or refuse naming the ones it lacks, before anything is trained."""
     from slmops.models import resolve
-    from slmops.pipeline import olive
     from slmops.pipeline.plan import name_or_path
 
-    fields = [name for name in ("target_modules", "modules_to_save") if config.params.get(name)]
-    if not fields:
+    mapping = config.olive
+    if not (mapping.params.get("target_modules") or mapping.params.get("modules_to_save")):
         return
-    model = name_or_path(config.params.get("model_name_or_path"), data_roots, "model")
-    linear, modules = olive.module_names(resolve(model, log=log).path)
-    for name in fields:
-        mapped, notes = olive.map_module_names(
-            config.params[name], linear=linear, modules=modules, field=name
-        )
-        config.params[name] = mapped
-        config.notes.extend(notes)
+    model = name_or_path(mapping.params.get("model_name_or_path"), data_roots, "model")
+    mapping.fit_modules(resolve(model, log=log).path)
 
 
 def run_pipeline(

@@ -15,6 +15,8 @@ from slmops.config import VALIDATION_REPORT, ConfigError
 from slmops.evaluation_config import EVALUATION_FOLDER, EVALUATION_NAME
 from slmops.export.config import BENCHMARK_NAME, EXPORT_RECORD, ONNX_FOLDER, PARITY_NAME
 from slmops.pipeline.champion import read_decision
+from slmops.pipeline.hpo import read_trials
+from slmops.pipeline.search import trials_table
 from slmops.pipeline.locations import safe_name
 from slmops.pipeline.plan import FINETUNE_DIR, PLAN_NAME, VALIDATION_DIR, read_plan
 from slmops.report import Document, cell, verdict
@@ -64,6 +66,7 @@ def collect(run_dir: Path) -> dict:
         "evaluation": evaluation and _evaluation(evaluation),
         "targets": {name: record for name, record in targets.items() if record},
         "champion": read_decision(run_dir),
+        "search": read_trials(run_dir),
         "published": str(published) if published.is_dir() else None,  # written whole or not
     }
 
@@ -98,6 +101,12 @@ def key_numbers(summary: dict) -> list[str]:
             f"{cell(evaluation['fine_tuned'])} on {evaluation['eval_rows']} held-out rows"
         )
         lines += [f"  gate {g['name']}: {verdict(g['passed'])}" for g in evaluation["gates"]]
+    if summary.get("search"):
+        record = summary["search"]
+        lines.append(
+            f"search: {len(record['results'])} trials, best trial {record['best_index']} "
+            f"{record['best_params']}"
+        )
     if summary.get("champion"):
         decision = summary["champion"]
         lines.append(f"champion/challenger: {decision['decision']}: {decision['reason']}")
@@ -208,7 +217,23 @@ def _document(summary: dict) -> Document:
         _gates(doc, [gate for record in summary["targets"].values() for gate in record["gates"]])
     if summary.get("champion"):
         _champion(doc, summary["champion"])
+    if summary.get("search"):
+        _search(doc, summary["search"])
     return doc
+
+
+def _search(doc: Document, record: dict) -> None:
+    doc.heading("Hyperparameter search")
+    best = record["best_index"]
+    doc.paragraph(
+        f"{len(record['results'])} trials of {record['trial_max_steps']} steps each, scored "
+        f"by {record['metric']} on the held-out rows; trial {best} won and this run trained "
+        f"with its settings: {record['best_params']}."
+    )
+    headers, rows = trials_table(
+        record["results"], record["metric"], lower_is_better=record["lower_is_better"]
+    )
+    doc.table(headers, rows)
 
 
 def _champion(doc: Document, decision: dict) -> None:

@@ -1,0 +1,62 @@
+"""
+### slm_hpo: a hyperparameter search, then the whole pipeline with the best settings
+
+**plan_trials** checks the form and the search (the reference guide's
+`hyperparameter-search.yaml` format: `search_strategy` random or grid with `num_trials`,
+`search_space` entries of type float / int / choice, `log: true` for a log scale), and
+plans every trial. **check_data** validates the data once. **trial** is mapped: each
+trial trains for *trial_max_steps* with its settings and is scored on the held-out rows
+(a failed trial is recorded, not fatal). **select_best** picks the best primary metric
+(ties: lower eval loss) and writes the trials table. Then the slm_finetune stages run
+with the winner's settings and the full *max_steps*: validate, finetune, evaluate and
+its gates, optimize per target, report (with the trials table) and publish.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import dag, task
+
+from slmops.pipeline.hpo import SearchSettings
+from slmops.pipeline.params import FORM_SECTIONS, PipelineParams
+from slmops_airflow.form import trigger_form
+from slmops_airflow.hpo import PlanTrialsOperator, SelectBestTrialOperator, TrialOperator
+from slmops_airflow.pipeline import DEFAULT_ARGS, START_DATE, finetune_pipeline
+from slmops_airflow.validate import ValidateDatasetOperator
+
+SEARCH_SECTION = {"Search": tuple(SearchSettings.model_fields)}
+
+
+@dag(
+    dag_id="slm_hpo",
+    schedule=None,
+    start_date=START_DATE,
+    catchup=False,
+    doc_md=__doc__,
+    tags=["slmops", "fine-tuning", "hpo"],
+    params={
+        **trigger_form(SearchSettings, SEARCH_SECTION),
+        **trigger_form(PipelineParams, FORM_SECTIONS, omit=("promotion_margin",)),
+    },
+    default_args=DEFAULT_ARGS,
+    max_active_runs=2,
+    max_active_tasks=4,
+)
+def slm_hpo():
+    plan = PlanTrialsOperator(task_id="plan_trials")
+    check = ValidateDatasetOperator(task_id="check_data", config=plan.output["validation"])
+
+    @task
+    def trial_list(trials: list[dict]) -> list[dict]:
+        """The trials to map over: Airflow maps only over a task's return value."""
+        return trials
+
+    trials = TrialOperator.partial(task_id="trial").expand(config=trial_list(plan.output["trials"]))
+    best = SelectBestTrialOperator(
+        task_id="select_best", run_dir=plan.output["run_dir"], results=trials.output
+    )
+    check >> trials
+    pipeline = finetune_pipeline(conf=best.output)
+    best >> pipeline.prepare
+
+
+slm_hpo()

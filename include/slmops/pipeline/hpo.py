@@ -1,0 +1,182 @@
+"""Hyperparameter search as short trials, then the whole pipeline with the best settings.
+
+``plan_trials`` turns the run's params plus a search (the reference guide's
+``hyperparameter-search.yaml`` format, see ``slmops.pipeline.search``) into one plan per
+trial, each in RUN_DIR/trials/NN/ and trained for ``trial_max_steps``. ``run_trial``
+trains and scores one (a failed trial is recorded, not raised, so the others still
+count). ``select_best`` picks the trial with the best primary metric on the held-out
+rows, writes RUN_DIR/hpo/trials.json (the report's trials table) and returns the params
+of the full run: the base params with the winner's settings.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from slmops.artifacts import atomic_write_json
+from slmops.config import ConfigError, describe_validation_error
+from slmops.errors import SlmopsError
+from slmops.pipeline import locations, search
+from slmops.pipeline.plan import prepare
+from slmops.progress import Log, no_log
+
+HPO_DIR = "hpo"
+TRIALS_DIR = "trials"
+TRIALS_NAME = "trials.json"
+TRIAL_NAME = "trial.json"
+
+# A small space that suits the demo's LoRA run; the form shows it as JSON to edit.
+DEFAULT_SEARCH = {
+    "search_strategy": {"type": "random", "num_trials": 4, "seed": 42},
+    "search_space": {
+        "learning_rate": {"type": "float", "low": 1e-4, "high": 1e-3, "log": True},
+        "lora_r": {"type": "choice", "values": [8, 16, 32]},
+    },
+}
+
+
+class SearchSettings(BaseModel):
+    """The HPO DAG's own params, beside the pipeline's."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    search: dict[str, Any] = Field(
+        DEFAULT_SEARCH,
+        description="the search, in the reference guide's hyperparameter-search.yaml format: "
+        "search_strategy {type random|grid, num_trials, seed} and search_space entries of "
+        "type float/int (low, high, log) or choice (values)",
+    )
+    search_file: str | None = Field(
+        None, description="a hyperparameter-search.yaml under the data roots (replaces search)"
+    )
+    trial_max_steps: int = Field(
+        50, ge=1, le=100_000, description="optimizer steps of each trial (short on purpose)"
+    )
+
+
+def split_conf(conf: dict) -> tuple[SearchSettings, dict]:
+    """The search settings and the pipeline params of one run's conf."""
+    conf = dict(conf)
+    own = {name: conf.pop(name) for name in SearchSettings.model_fields if name in conf}
+    try:
+        return SearchSettings.model_validate(own), conf
+    except ValidationError as exc:
+        message = describe_validation_error(exc, source=None, flag_style=False)
+        raise ConfigError(f"invalid params: {message}") from None
+
+
+def plan_trials(
+    conf: dict,
+    *,
+    dag_id: str,
+    run_id: str,
+    artifacts_root: Path,
+    data_roots: list[Path],
+) -> dict:
+    """Every trial's plan, checked before any trial starts; written to RUN_DIR/hpo/."""
+    settings, params = split_conf(conf)
+    if settings.search_file:
+        path = locations.confine(settings.search_file, data_roots, "search_file")
+        spec = search.load_search(path)
+    else:
+        spec = search.load_search(settings.search, name="param search")
+    run_dir = locations.run_dir(artifacts_root, dag_id, run_id)
+    base = prepare(
+        params,
+        dag_id=dag_id,
+        run_id=run_id,
+        artifacts_root=artifacts_root,
+        data_roots=data_roots,
+        run_dir=run_dir / HPO_DIR / "base",
+    )
+    trials = []
+    for index, values in enumerate(search.trials(spec)):
+        trial_plan = prepare(
+            {**params, **values, "max_steps": settings.trial_max_steps},
+            dag_id=dag_id,
+            run_id=run_id,
+            artifacts_root=artifacts_root,
+            data_roots=data_roots,
+            run_dir=run_dir / TRIALS_DIR / f"{index:02d}",
+        )
+        evaluate = {**trial_plan["evaluate"], "compare_base": False, "fail_on_gates": False}
+        trials.append(
+            {
+                "index": index,
+                "params": values,
+                "run_dir": trial_plan["run_dir"],
+                # a trial is scored, never exported: no merged copy of the weights
+                "finetune": {**trial_plan["finetune"], "merge_adapter": False},
+                "evaluate": evaluate,
+            }
+        )
+    plan = {
+        "run_dir": str(run_dir),
+        "params": base["params"],
+        "validation": base["validation"],
+        "trial_max_steps": settings.trial_max_steps,
+        "search": spec.model_dump(mode="json"),
+        "trials": trials,
+    }
+    atomic_write_json(run_dir / HPO_DIR / "plan.json", plan)
+    return plan
+
+
+def run_trial(trial: dict, *, log: Log = no_log) -> dict:
+    """Train and score one trial; an error is the trial's result, not an exception."""
+    from slmops.pipeline import stages
+
+    result: dict[str, Any] = {"index": trial["index"], "params": trial["params"]}
+    try:
+        trained = stages.finetune(trial["finetune"], log=log)
+        scored = stages.evaluate(trial["evaluate"], log=log)
+        result.update(
+            status="ok",
+            metric_name=scored["primary_metric"],
+            metric=scored["fine_tuned"],
+            eval_loss=trained.get("best_eval_loss"),
+            steps=trained.get("global_step"),
+            error=None,
+        )
+    except SlmopsError as exc:
+        result.update(status="failed", metric=None, eval_loss=None, error=str(exc))
+    atomic_write_json(Path(trial["run_dir"]) / TRIAL_NAME, result)
+    log(
+        f"trial {trial['index']} {trial['params']}: {result['status']}, "
+        f"{result.get('metric_name', 'metric')} {result['metric']}, eval_loss {result['eval_loss']}"
+    )
+    return result
+
+
+def select_best(run_dir: Path, results: list[dict], *, log: Log = no_log) -> dict:
+    """Pick the best trial, write the trials table, return the full run's params."""
+    from slmops.evaluation_config import LOWER_IS_BETTER
+
+    run_dir = Path(run_dir)
+    plan = json.loads((run_dir / HPO_DIR / "plan.json").read_text(encoding="utf-8"))
+    results = sorted(results, key=lambda result: result["index"])
+    metric = next((r["metric_name"] for r in results if r.get("metric_name")), "metric")
+    lower_is_better = metric in LOWER_IS_BETTER
+    best = search.best_trial(results, metric, lower_is_better=lower_is_better)
+    winner = next(result for result in results if result["index"] == best)
+    record = {
+        "metric": metric,
+        "lower_is_better": lower_is_better,
+        "trial_max_steps": plan["trial_max_steps"],
+        "search": plan["search"],
+        "results": results,
+        "best_index": best,
+        "best_params": winner["params"],
+    }
+    atomic_write_json(run_dir / HPO_DIR / TRIALS_NAME, record)
+    log(f"best trial {best}: {winner['params']} ({metric} {winner['metric']})")
+    return {**plan["params"], **winner["params"]}
+
+
+def read_trials(run_dir: Path) -> dict | None:
+    path = Path(run_dir) / HPO_DIR / TRIALS_NAME
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
