@@ -103,7 +103,12 @@ def plan_trials(
             data_roots=data_roots,
             run_dir=run_dir / TRIALS_DIR / f"{index:02d}",
         )
-        evaluate = {**trial_plan["evaluate"], "compare_base": False, "fail_on_gates": False}
+        evaluate = {
+            **trial_plan["evaluate"],
+            "validation_path": base["validation"]["output_path"],  # check_data's report
+            "compare_base": False,
+            "fail_on_gates": False,
+        }
         trials.append(
             {
                 "index": index,
@@ -161,6 +166,9 @@ def select_best(run_dir: Path, results: list[dict], *, log: Log = no_log) -> dic
     results = sorted(results, key=lambda result: result["index"])
     metric = next((r["metric_name"] for r in results if r.get("metric_name")), "metric")
     lower_is_better = metric in LOWER_IS_BETTER
+    for result in results:
+        if result["status"] != "ok":
+            log(f"trial {result['index']} {result['params']} failed: {result['error']}")
     best = search.best_trial(results, metric, lower_is_better=lower_is_better)
     winner = next(result for result in results if result["index"] == best)
     record = {

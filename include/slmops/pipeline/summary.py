@@ -16,9 +16,9 @@ from slmops.evaluation_config import EVALUATION_FOLDER, EVALUATION_NAME
 from slmops.export.config import BENCHMARK_NAME, EXPORT_RECORD, ONNX_FOLDER, PARITY_NAME
 from slmops.pipeline.champion import read_decision
 from slmops.pipeline.hpo import read_trials
-from slmops.pipeline.search import trials_table
 from slmops.pipeline.locations import safe_name
 from slmops.pipeline.plan import FINETUNE_DIR, PLAN_NAME, VALIDATION_DIR, read_plan
+from slmops.pipeline.search import trials_table
 from slmops.report import Document, cell, verdict
 from slmops.training_runs import METRICS_NAME
 
