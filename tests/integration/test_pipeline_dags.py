@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from dag_runs import read_json, run_dag
 
@@ -100,3 +102,82 @@ def test_hpo_runs_three_trials_and_trains_the_best(dag_env, conf, tmp_path):
     assert "| trial | learning_rate | accuracy | eval_loss | status | best |" in report
     manifest = read_json(artifacts / "models" / "tones-hpo" / "latest.json")
     assert manifest["version"] == locations.safe_name(result["run_id"])
+
+
+def test_multi_adapter_trains_two_adapters_that_answer_differently(dag_env, tmp_path):
+    """Two LoRA adapters of one (peaked) tiny base on the same phrases: "reply" answers
+    with a fixed sympathetic line, "explain" with a sentence naming the tone; both ship
+    as one cpu-fp32 ONNX base. (LoRA on the tiny base learns answer shapes, not the
+    tone itself, so both tasks are generation tasks here.)"""
+    import json
+
+    from slmops.testing import TONE_TEMPLATE, build_tiny_llama, tone_rows
+
+    data = Path(dag_env["SLMOPS_DATA_ROOTS"])
+    if not (data / "peaked").exists():
+        build_tiny_llama(data / "peaked", initializer_range=0.3)
+    rows = tone_rows(64)
+    explained = [
+        {**row, "tone": f"It sounds {row['tone']}, because of how it ends."} for row in rows
+    ]
+    replies = [{**row, "tone": "Thank you for telling me; I hear you."} for row in rows]
+    for name, written in (("explained", explained), ("replies", replies)):
+        (data / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in written))
+    adapter = {"template_kind": "template", "text_template": TONE_TEMPLATE, "suite": "default"}
+    conf = {
+        "model_name": "tiny-multi",
+        "model_name_or_path": "peaked",
+        "adapters": [
+            {"name": "reply", "data_files": ["replies.jsonl"], **adapter},
+            {"name": "explain", "data_files": ["explained.jsonl"], **adapter},
+        ],
+        "multi_target": "cpu-fp32",
+        "target_modules": [
+            "q_proj",
+            "k_proj",
+            "v_proj",
+            "o_proj",
+            "gate_proj",
+            "up_proj",
+            "down_proj",
+        ],
+        "max_steps": 120,
+        "eval_steps": 120,
+        "learning_rate": 2e-2,
+        "per_device_train_batch_size": 8,
+        "eval_fraction": 0.25,
+        "min_primary_metric": 0.5,
+        "benchmark": False,
+    }
+    artifacts = tmp_path / "artifacts"
+    result, output = run_dag(dag_env, artifacts, conf, "slm_multi_adapter")
+    assert result["state"] == "success", output[-5000:]
+    for stage in ("validate", "finetune", "evaluate"):
+        assert result["tasks"][f"{stage}[0]"] == result["tasks"][f"{stage}[1]"] == "success"
+
+    run = locations.run_dir(artifacts, "slm_multi_adapter", result["run_id"])
+    folder = run / "multi_adapter" / "cpu-fp32"
+    assert {p.name for p in folder.glob("*.onnx_adapter")} == {
+        "reply.onnx_adapter",
+        "explain.onnx_adapter",
+    }
+    scores = read_json(run / "multi_adapter" / "scores.json")["adapters"]
+    for name in ("reply", "explain"):
+        assert scores[name]["primary_metric"] == "rougeL" and scores[name]["metric"] >= 0.5
+    # The same prompts, two adapters, different answers.
+    assert scores["reply"]["same_answer_as"]["explain"] == 0.0
+    sample = scores["reply"]["samples"][0]
+    assert sample["reply"].startswith("Thank you") and sample["explain"].startswith("It sounds")
+
+    summary = read_json(run / "report" / "summary.json")
+    assert summary["passed"] and set(summary["adapters"]) == {"reply", "explain"}
+    for name, entry in summary["adapters"].items():
+        assert entry["shared_base"] == scores[name]["metric"]
+        assert entry["fine_tuned"] > entry["base"]
+    report = (run / "report" / "report.md").read_text(encoding="utf-8")
+    assert "## Adapters through the shared base" in report
+    manifest = read_json(
+        Path(read_json(artifacts / "models/tiny-multi/latest.json")["path"]) / "manifest.json"
+    )
+    assert set(manifest["metrics"]["adapters"]) == {"reply", "explain"}
+    assert (Path(manifest["path"]) / "multi_adapter" / "cpu-fp32" / "reply.onnx_adapter").is_file()

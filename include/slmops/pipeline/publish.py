@@ -50,6 +50,10 @@ def data_asset_uri(data_file: str) -> str:
 def publish(run_dir: Path, models_root: Path) -> dict:
     """Publish the run; returns the manifest. Refuses a run whose gates did not all pass."""
     run_dir = Path(run_dir)
+    from slmops.pipeline import multi_adapter
+
+    if multi_adapter.is_multi_run(run_dir):
+        return multi_adapter.publish(run_dir, Path(models_root))
     plan = read_plan(run_dir)
     summary = collect(run_dir)
     if not summary["passed"]:
@@ -67,10 +71,10 @@ def publish(run_dir: Path, models_root: Path) -> dict:
     manifest = _manifest(plan, summary, final)
     with atomic_directory(final) as folder:
         for target, record in summary["targets"].items():
-            _link_tree(Path(record["path"]), folder / ONNX_FOLDER / target)
+            link_tree(Path(record["path"]), folder / ONNX_FOLDER / target)
         adapter = run_dir / FINETUNE_DIR / "adapter"
         if adapter.is_dir():
-            _link_tree(adapter, folder / "adapter")
+            link_tree(adapter, folder / "adapter")
         report_dir = Path(plan["report_dir"])
         for report in ("report.md", "report.html", SUMMARY_NAME):
             if (report_dir / report).is_file():
@@ -116,7 +120,8 @@ def _manifest(plan: dict, summary: dict, final: Path) -> dict:
     }
 
 
-def _link_tree(source: Path, destination: Path) -> None:
+def link_tree(source: Path, destination: Path) -> None:
+    """Hard links of ``source``'s files (copies across file systems)."""
     shutil.copytree(source, destination, copy_function=_link_or_copy)
 
 

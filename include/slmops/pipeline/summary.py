@@ -73,6 +73,10 @@ def collect(run_dir: Path) -> dict:
 
 def write(run_dir: Path, output_dir: Path) -> dict:
     """Write report.md, report.html and summary.json into ``output_dir``; return the summary."""
+    from slmops.pipeline import multi_adapter
+
+    if multi_adapter.is_multi_run(run_dir):
+        return multi_adapter.write(run_dir, output_dir)
     summary = collect(run_dir)
     with atomic_directory(Path(output_dir)) as folder:
         atomic_write_json(folder / SUMMARY_NAME, summary)

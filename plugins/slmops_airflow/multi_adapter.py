@@ -1,0 +1,68 @@
+"""Operators of the multi-adapter DAG: plan the adapters, build the shared ONNX base."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from airflow.sdk import BaseOperator
+
+from slmops_airflow._stage import failing_clearly
+from slmops_airflow.prepare import ARTIFACTS_VARIABLE, DATA_ROOTS_VARIABLE
+
+
+class PlanAdaptersOperator(BaseOperator):
+    """Check the run's params and each adapter's data (``slmops.pipeline.multi_adapter``)
+    and plan every adapter before one trains; pushes ``run_dir`` and the per-stage lists
+    ``validation``, ``finetune`` and ``evaluate`` (one entry per adapter) as XComs."""
+
+    ui_color = "#e8f0fe"
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("multiple_outputs", True)
+        super().__init__(**kwargs)
+
+    def execute(self, context) -> dict:
+        from airflow.sdk import Variable
+
+        from slmops.pipeline import locations
+        from slmops.pipeline.multi_adapter import plan_adapters
+
+        with failing_clearly():
+            plan = plan_adapters(
+                dict(context["params"]),
+                dag_id=context["dag"].dag_id,
+                run_id=context["run_id"],
+                artifacts_root=locations.artifacts_root(
+                    Variable.get(ARTIFACTS_VARIABLE, default=None)
+                ),
+                data_roots=locations.data_roots(Variable.get(DATA_ROOTS_VARIABLE, default=None)),
+            )
+        for adapter in plan["adapters"]:
+            self.log.info("adapter %s: %s", adapter["name"], adapter["data_files"])
+        return plan
+
+
+class BuildMultiAdapterOperator(BaseOperator):
+    """Export the shared base with every trained adapter (one ``.onnx_adapter`` each) and
+    score each adapter through it on its own eval rows."""
+
+    template_fields: Sequence[str] = ("run_dir",)
+    ui_color = "#e0f7fa"
+
+    def __init__(self, *, run_dir: str | Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.run_dir = run_dir
+
+    def execute(self, context) -> dict:
+        from pathlib import Path
+
+        from slmops.pipeline.multi_adapter import build
+
+        with failing_clearly():
+            record = build(Path(self.run_dir), log=self.log.info)
+        return {
+            "path": record["path"],
+            "size_mb": record["size_mb"],
+            "adapters": {name: entry["metric"] for name, entry in record["adapters"].items()},
+        }
