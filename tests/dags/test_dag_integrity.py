@@ -37,8 +37,24 @@ def dagbag():
     return DagBag(dag_folder=str(DAGS_DIR))
 
 
+DAG_IDS = {
+    "slm_finetune",
+    "slm_finetune_on_data_change",
+    "slm_hpo",
+    "slm_multi_adapter",
+    "slm_tone",  # include/configs/pipelines/tone.yaml
+    "slm_instructions",  # include/configs/pipelines/instructions.yaml
+}
+
+
 def test_there_are_dag_files():
-    assert [path.name for path in DAG_FILES] == ["slm_finetune.py"]
+    assert [path.name for path in DAG_FILES] == [
+        "slm_finetune.py",
+        "slm_finetune_on_data_change.py",
+        "slm_hpo.py",
+        "slm_multi_adapter.py",
+        "slm_pipelines.py",
+    ]
 
 
 @pytest.mark.parametrize("dag_file", DAG_FILES, ids=lambda path: path.name)
@@ -58,7 +74,7 @@ def test_dag_file_parses_fast_without_heavy_imports(dag_file):
 
 def test_no_import_errors(dagbag):
     assert dagbag.import_errors == {}
-    assert "slm_finetune" in dagbag.dags
+    assert set(dagbag.dags) == DAG_IDS
 
 
 def test_every_dag_has_tags_retries_and_docs(dagbag):
@@ -143,3 +159,73 @@ print(sorted(name for name in ("evaluate", "report", "publish", "form", "prepare
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().splitlines()[-1] == "['evaluate']"
+
+
+def test_data_change_dag_runs_on_the_dataset_asset_or_weekly(dagbag):
+    from airflow.sdk import AssetOrTimeSchedule
+
+    dag = dagbag.dags["slm_finetune_on_data_change"]
+    schedule = dag.timetable
+    assert type(schedule).__name__ == AssetOrTimeSchedule.__name__
+    assert [asset.uri for asset in schedule.asset_condition.objects] == [
+        "slmops://data/phrase_tones"
+    ]
+    assert schedule.timetable.expression == "0 3 * * 1"
+    downstream = {task.task_id: sorted(task.downstream_task_ids) for task in dag.tasks}
+    assert (
+        downstream["optimize"] == downstream["optimize_gpu"] == ["challenge", "publish", "report"]
+    )
+    assert downstream["challenge"] == ["publish", "report"]
+    assert dag.max_active_runs == 1
+    assert "promotion_margin" in dag.params
+    assert "promotion_margin" not in dagbag.dags["slm_finetune"].params
+
+
+def test_hpo_maps_trials_then_runs_the_pipeline_with_the_best(dagbag):
+    dag = dagbag.dags["slm_hpo"]
+    downstream = {task.task_id: sorted(task.downstream_task_ids) for task in dag.tasks}
+    assert downstream["check_data"] == ["trial"]
+    assert downstream["trial"] == ["select_best"]
+    assert "prepare" in downstream["select_best"]
+    assert dag.params.get_param("search").schema["type"] == "object"
+    assert dag.params["trial_max_steps"] == 50
+
+
+def test_multi_adapter_maps_each_stage_over_the_adapters(dagbag):
+    dag = dagbag.dags["slm_multi_adapter"]
+    downstream = {task.task_id: sorted(task.downstream_task_ids) for task in dag.tasks}
+    assert downstream["validate"] == ["finetune"]
+    assert downstream["finetune"] == ["evaluate"]
+    assert downstream["evaluate"] == ["build_multi_adapter"]
+    assert downstream["build_multi_adapter"] == ["publish", "report"]
+    assert [adapter["name"] for adapter in dag.params["adapters"]] == ["label", "explain"]
+    assert "data_files" not in dag.params and "method" not in dag.params
+
+
+def test_config_driven_dags_take_their_defaults_from_the_yaml(dagbag):
+    tone = dagbag.dags["slm_tone"]
+    assert tone.params["targets"] == ["cpu-int4", "cpu-int8"]
+    assert tone.params["method"] == "lora" and tone.params["model_name"] == "tones"
+    assert "challenge" in tone.task_dict  # champion_challenger: true
+    assert {"slmops", "config", "tones"} <= set(tone.tags)
+    instructions = dagbag.dags["slm_instructions"]
+    assert instructions.params["method"] == "qlora" and instructions.params["device"] == "gpu"
+    assert instructions.params["targets"] == ["gpu-int4", "cpu-int4"]
+    assert "challenge" not in instructions.task_dict
+
+
+def test_a_wrong_pipeline_config_is_an_import_error_naming_file_and_field(tmp_path):
+    (tmp_path / "good.yaml").write_text("params: {model_name: good}\n")
+    (tmp_path / "broken.yaml").write_text("params:\n  lora_r: 0\n  targets: [tpu-int2]\n")
+    env = {**os.environ, "SLMOPS_PIPELINES_DIR": str(tmp_path)}
+    probe = subprocess.run(
+        [sys.executable, "-c", _PROBE, str(DAGS_DIR / "slm_pipelines.py")],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    )
+    result = json.loads(probe.stdout.strip().splitlines()[-1])
+    (error,) = result["errors"].values()
+    assert f"{tmp_path / 'broken.yaml'}: params.lora_r: Input should be greater" in error
+    assert "params.targets.0: Input should be 'cpu-int4'" in error
