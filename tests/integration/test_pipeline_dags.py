@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -176,6 +178,14 @@ def test_multi_adapter_trains_two_adapters_that_answer_differently(dag_env, tmp_
         assert entry["fine_tuned"] > entry["base"]
     report = (run / "report" / "report.md").read_text(encoding="utf-8")
     assert "## Adapters through the shared base" in report
+    shown = subprocess.run(
+        [sys.executable, "-m", "slmops", "report", "--artifacts_root", str(artifacts)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert f"run {result['run_id']}: PASS" in shown
+    assert "adapter reply: rougeL base" in shown and "through the shared base" in shown
     manifest = read_json(
         Path(read_json(artifacts / "models/tiny-multi/latest.json")["path"]) / "manifest.json"
     )

@@ -11,9 +11,10 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "report",
         help="show a pipeline run's outcome: stages, gates, metrics, targets",
-        description="Reads a slm_finetune run folder (default: the newest under the "
-        "artifacts root) and prints each stage's outcome, base vs fine-tuned score, the "
-        "gates and each ONNX target's size, score and speed, then the report's path.",
+        description="Reads a pipeline run folder (default: the newest under the artifacts "
+        "root) and prints each stage's outcome, base vs fine-tuned score, the gates, each "
+        "ONNX target's size, score and speed (or each adapter's scores, for a multi-adapter "
+        "run), the champion/challenger decision and HPO winner, then the report's path.",
     )
     parser.add_argument("--run_path", type=Path, help="a run folder (RUNS/DAG_ID/RUN_ID)")
     parser.add_argument(
@@ -26,12 +27,12 @@ def register(subparsers) -> None:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from slmops.pipeline import locations
+    from slmops.pipeline import locations, multi_adapter
     from slmops.pipeline.summary import SUMMARY_NAME, collect, key_numbers, latest_run
 
     root = locations.artifacts_root(str(args.artifacts_root) if args.artifacts_root else None)
     run = args.run_path or latest_run(root)
-    summary = collect(run)
+    summary = (multi_adapter.collect if multi_adapter.is_multi_run(run) else collect)(run)
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0

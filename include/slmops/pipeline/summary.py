@@ -85,19 +85,30 @@ def write(run_dir: Path, output_dir: Path) -> dict:
 
 
 def latest_run(artifacts_root: Path) -> Path:
-    """The most recently planned run folder under ``artifacts_root``."""
-    plans = sorted(
-        Path(artifacts_root).glob(f"runs/*/*/{PLAN_NAME}"), key=lambda path: path.stat().st_mtime
-    )
-    if not plans:
+    """The most recently planned run folder (ROOT/runs/DAG_ID/RUN_ID) under ``artifacts_root``."""
+    planned = {}
+    for folder in Path(artifacts_root).glob("runs/*/*"):
+        for plan in (folder / PLAN_NAME, folder / "multi_adapter" / PLAN_NAME):
+            if plan.is_file():
+                planned[folder] = plan.stat().st_mtime
+                break
+    if not planned:
         raise ConfigError(f"{artifacts_root}: no pipeline runs yet (no runs/*/*/{PLAN_NAME})")
-    return plans[-1].parent
+    return max(planned, key=planned.get)
 
 
 def key_numbers(summary: dict) -> list[str]:
     """A run's outcome in a few lines, for a terminal."""
     lines = [f"run {summary['run_id']}: {verdict(summary['passed'])}"]
     lines += [f"  {stage:<22} {state}" for stage, state in summary["stages"].items()]
+    if "adapters" in summary:  # a multi-adapter run
+        for name, entry in summary["adapters"].items():
+            lines.append(
+                f"adapter {name}: {entry['primary_metric']} base {cell(entry['base'])}, "
+                f"fine-tuned {cell(entry['fine_tuned'])}, through the shared base "
+                f"{cell(entry['shared_base'])}"
+            )
+        return lines
     evaluation = summary["evaluation"]
     if evaluation:
         lines.append(

@@ -1,0 +1,88 @@
+"""Pipeline configs (include/configs/pipelines) and the trigger-form builder's options."""
+
+from __future__ import annotations
+
+import pytest
+
+from slmops.config import ConfigError
+from slmops.pipeline.pipelines import load_pipeline, load_pipelines
+
+
+def write(folder, name, text):
+    path = folder / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_a_config_gives_dag_id_schedule_and_defaults(tmp_path):
+    path = write(
+        tmp_path,
+        "my-task.yaml",
+        "schedule: '0 4 * * 1'\ntags: [x]\nparams: {model_name: mine, lora_r: 8}\n",
+    )
+    spec = load_pipeline(path)
+    assert spec.resolved_dag_id(path) == "slm_my-task"
+    assert spec.schedule == "0 4 * * 1" and not spec.on_data_change
+    defaults = spec.param_defaults()
+    assert defaults["lora_r"] == 8 and defaults["model_name"] == "mine"
+    assert defaults["targets"] == ["cpu-int4"]  # the rest are the form's defaults
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("params: {lora_r: 0}\n", "params.lora_r: Input should be greater than or equal to 1"),
+        ("params: {}\nschedul: daily\n", "schedul: Extra inputs are not permitted"),
+        ("schedule: every day\nparams: {}\n", "schedule: 'every day' is not a 5-field cron"),
+        ("params: {targets: [cpu-int9]}\n", "params.targets.0: Input should be 'cpu-int4'"),
+        ("dag_id: 'has space'\nparams: {}\n", "dag_id: String should match pattern"),
+        ("- a list\n", "expected a mapping of settings at the top level"),
+    ],
+)
+def test_errors_name_the_file_and_the_field(tmp_path, text, message):
+    path = write(tmp_path, "bad.yaml", text)
+    with pytest.raises(ConfigError) as caught:
+        load_pipeline(path)
+    assert str(caught.value).startswith(f"{path}: ")
+    assert message in str(caught.value)
+
+
+def test_two_configs_with_one_dag_id_are_refused(tmp_path):
+    write(tmp_path, "a.yaml", "dag_id: same\nparams: {}\n")
+    write(tmp_path, "b.yaml", "dag_id: same\nparams: {}\n")
+    with pytest.raises(ConfigError, match="dag_id same is also"):
+        load_pipelines(tmp_path)
+
+
+def test_the_form_takes_config_defaults_and_leaves_out_omitted_fields():
+    from slmops.pipeline.params import FORM_SECTIONS, PipelineParams
+    from slmops_airflow.form import trigger_form
+
+    params = trigger_form(
+        PipelineParams,
+        FORM_SECTIONS,
+        defaults={"lora_r": 4, "targets": ["cpu-int8"]},
+        omit=("promotion_margin",),
+    )
+    assert params["lora_r"].value == 4 and params["targets"].value == ["cpu-int8"]
+    assert "promotion_margin" not in params
+    assert params["lora_r"].schema["minimum"] == 1  # the limits stay
+
+
+def test_asset_event_params_override_the_form():
+    from types import SimpleNamespace
+
+    from slmops_airflow.prepare import PrepareRunOperator
+
+    operator = PrepareRunOperator(task_id="prepare")
+    events = {
+        "slmops://data/phrase_tones": [
+            SimpleNamespace(extra={"params": {"data_files": ["v1.jsonl"], "lora_r": 4}}),
+            SimpleNamespace(extra={"params": {"data_files": ["v2.jsonl"]}}),  # newest wins
+            SimpleNamespace(extra={"rows": 10}),  # no params: nothing to override
+            SimpleNamespace(extra=None),
+        ]
+    }
+    overrides = operator._event_params({"triggering_asset_events": events})
+    assert overrides == {"data_files": ["v2.jsonl"], "lora_r": 4}
+    assert operator._event_params({}) == {}
