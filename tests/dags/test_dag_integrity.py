@@ -38,6 +38,7 @@ def dagbag():
 
 
 DAG_IDS = {
+    "slm_data_watch",
     "slm_finetune",
     "slm_finetune_on_data_change",
     "slm_hpo",
@@ -49,6 +50,7 @@ DAG_IDS = {
 
 def test_there_are_dag_files():
     assert [path.name for path in DAG_FILES] == [
+        "slm_data_watch.py",
         "slm_finetune.py",
         "slm_finetune_on_data_change.py",
         "slm_hpo.py",

@@ -26,9 +26,23 @@ def main(dag_id: str, conf: str, logical_date: str | None = None) -> None:
         ti.task_id if ti.map_index < 0 else f"{ti.task_id}[{ti.map_index}]": str(ti.state)
         for ti in run.get_task_instances()
     }
-    print(
-        "DAG-RESULT " + json.dumps({"state": str(run.state), "run_id": run.run_id, "tasks": tasks})
-    )
+    result = {"state": str(run.state), "run_id": run.run_id, "tasks": tasks}
+    print("DAG-RESULT " + json.dumps({**result, "asset_events": _asset_events(dag_id, run.run_id)}))
+
+
+def _asset_events(dag_id: str, run_id: str) -> list[dict]:
+    """The asset events this run emitted: ``[{"uri", "extra"}]``."""
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        rows = session.execute(
+            select(AssetModel.uri, AssetEvent.extra)
+            .join(AssetModel, AssetModel.id == AssetEvent.asset_id)
+            .where(AssetEvent.source_dag_id == dag_id, AssetEvent.source_run_id == run_id)
+        ).all()
+    return [{"uri": uri, "extra": extra} for uri, extra in rows]
 
 
 def _dag(dag_id: str):

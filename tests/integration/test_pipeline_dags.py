@@ -191,3 +191,30 @@ def test_multi_adapter_trains_two_adapters_that_answer_differently(dag_env, tmp_
     )
     assert set(manifest["metrics"]["adapters"]) == {"reply", "explain"}
     assert (Path(manifest["path"]) / "multi_adapter" / "cpu-fp32" / "reply.onnx_adapter").is_file()
+
+
+def test_data_watch_emits_the_dataset_event_only_when_the_file_changed(dag_env, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    watched = data / "phrase_tones.jsonl"
+    watched.write_text('{"phrase": "hi", "tone": "joyful"}\n')
+    env = {**dag_env, "SLMOPS_DATA_ROOTS": str(data)}
+    artifacts = tmp_path / "artifacts"
+    runs = iter(f"2026-11-29T0{hour}:00:00+00:00" for hour in range(1, 10))
+
+    first, output = run_dag(env, artifacts, {}, "slm_data_watch", next(runs))
+    assert first["tasks"] == {"watch_phrase_tones": "skipped"}, output[-3000:]
+    assert "first look, recorded" in output and first["asset_events"] == []
+    same, output = run_dag(env, artifacts, {}, "slm_data_watch", next(runs))
+    assert same["tasks"] == {"watch_phrase_tones": "skipped"} and same["asset_events"] == []
+    assert "unchanged" in output
+
+    watched.write_text('{"phrase": "hi", "tone": "joyful"}\n{"phrase": "oh no", "tone": "sad"}\n')
+    changed, output = run_dag(env, artifacts, {}, "slm_data_watch", next(runs))
+    assert changed["tasks"] == {"watch_phrase_tones": "success"}, output[-3000:]
+    (event,) = changed["asset_events"]
+    assert event["uri"] == "slmops://data/phrase_tones"
+    assert event["extra"]["path"] == str(watched.resolve())
+    assert event["extra"]["previous_sha256"] != event["extra"]["sha256"]
+    state = read_json(artifacts / "data_watch" / "slm_data_watch.json")
+    assert state[str(watched.resolve())]["sha256"] == event["extra"]["sha256"]

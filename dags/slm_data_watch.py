@@ -1,0 +1,37 @@
+"""
+### slm_data_watch: tell Airflow when the demo dataset changes
+
+Every 15 minutes, **watch_phrase_tones** hashes `phrase_tones.jsonl` (under the data
+roots) and compares it with the previous look. When the file changed, the task succeeds
+and emits an event on the Asset `slmops://data/phrase_tones`, which starts
+**slm_finetune_on_data_change**; when it did not, the task is skipped and nothing is
+emitted. The first look only records the file, so turning this DAG on does not retrain
+by itself. The last hashes are in `ARTIFACTS_ROOT/data_watch/slm_data_watch.json`.
+
+Add one task per file you want watched, or post the event yourself
+(`POST /api/v2/assets/events`).
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import CronTriggerTimetable, dag
+
+from slmops_airflow.data_watch import DataWatchOperator
+from slmops_airflow.pipeline import DEFAULT_ARGS, START_DATE
+
+
+@dag(
+    dag_id="slm_data_watch",
+    schedule=CronTriggerTimetable("*/15 * * * *", timezone="UTC"),
+    start_date=START_DATE,
+    catchup=False,
+    doc_md=__doc__,
+    tags=["slmops", "data"],
+    default_args=DEFAULT_ARGS,
+    max_active_runs=1,
+)
+def slm_data_watch():
+    DataWatchOperator(task_id="watch_phrase_tones", data_file="phrase_tones.jsonl")
+
+
+slm_data_watch()
