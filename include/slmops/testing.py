@@ -176,6 +176,35 @@ def build_tiny_gpt2(
     return out_dir
 
 
+# The reference guide's olive-config.yaml, word for word (its "Example 2").
+GUIDE_OLIVE_CONFIG = """\
+# olive-config.yaml
+model:
+  type: PyTorchModel
+  config:
+    model_path: "microsoft/DialoGPT-medium"
+    task: "text-generation"
+
+data_configs:
+  - name: "custom_dataset"
+    type: "HuggingfaceContainer"
+    load_dataset_config:
+      data_files: "path/to/your/dataset.json"
+      split: "train"
+    pre_process_data_config:
+      text_template: "User: {input}\\nAssistant: {output}"
+
+passes:
+  lora:
+    type: LoRA
+    config:
+      r: 16
+      lora_alpha: 32
+      target_modules: ["c_attn", "c_proj"]
+      modules_to_save: ["ln_f", "lm_head"]
+"""
+
+
 def tiny_pipeline_data(data_root: Path, model: Path | None = None) -> Path:
     """A data root for slm_finetune tests: the tiny model (copied from ``model``, or built)
     as ``tiny/`` and 96 tone rows as ``tones.jsonl``."""

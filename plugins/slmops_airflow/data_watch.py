@@ -8,7 +8,7 @@ from typing import Any
 from airflow.sdk import Asset, BaseOperator
 
 from slmops_airflow._stage import failing_clearly
-from slmops_airflow.prepare import ARTIFACTS_VARIABLE, DATA_ROOTS_VARIABLE
+from slmops_airflow.prepare import configured_roots
 
 
 class DataWatchOperator(BaseOperator):
@@ -28,16 +28,14 @@ class DataWatchOperator(BaseOperator):
         self.data_file = data_file
 
     def execute(self, context) -> dict:
-        from airflow.sdk import Variable
         from airflow.sdk.exceptions import AirflowSkipException
 
         from slmops.pipeline import locations
         from slmops.pipeline.data_watch import look, state_path
 
+        artifacts, roots = configured_roots()
         with failing_clearly():
-            roots = locations.data_roots(Variable.get(DATA_ROOTS_VARIABLE, default=None))
             path = locations.confine(self.data_file, roots, "data_file")
-            artifacts = locations.artifacts_root(Variable.get(ARTIFACTS_VARIABLE, default=None))
             seen = look(path, state_path(artifacts, context["dag"].dag_id))
         if seen["first_seen"]:
             raise AirflowSkipException(f"{path}: first look, recorded {seen['sha256'][:12]}")

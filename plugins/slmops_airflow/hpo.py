@@ -8,35 +8,17 @@ from typing import Any
 from airflow.sdk import BaseOperator
 
 from slmops_airflow._stage import StageOperator, failing_clearly
-from slmops_airflow.prepare import ARTIFACTS_VARIABLE, DATA_ROOTS_VARIABLE
+from slmops_airflow.prepare import PlanningOperator
 
 
-class PlanTrialsOperator(BaseOperator):
+class PlanTrialsOperator(PlanningOperator):
     """Check the run's params and search (``slmops.pipeline.hpo``) and plan every trial
     before one starts; pushes ``run_dir``, ``validation`` and ``trials`` as XComs."""
 
-    ui_color = "#e8f0fe"
-
-    def __init__(self, **kwargs: Any) -> None:
-        kwargs.setdefault("multiple_outputs", True)
-        super().__init__(**kwargs)
-
-    def execute(self, context) -> dict:
-        from airflow.sdk import Variable
-
-        from slmops.pipeline import locations
+    def make_plan(self, conf: dict, **where: Any) -> dict:
         from slmops.pipeline.hpo import plan_trials
 
-        with failing_clearly():
-            plan = plan_trials(
-                dict(context["params"]),
-                dag_id=context["dag"].dag_id,
-                run_id=context["run_id"],
-                artifacts_root=locations.artifacts_root(
-                    Variable.get(ARTIFACTS_VARIABLE, default=None)
-                ),
-                data_roots=locations.data_roots(Variable.get(DATA_ROOTS_VARIABLE, default=None)),
-            )
+        plan = plan_trials(conf, **where)
         for trial in plan["trials"]:
             self.log.info("trial %s: %s", trial["index"], trial["params"])
         return plan

@@ -8,36 +8,18 @@ from typing import Any
 from airflow.sdk import BaseOperator
 
 from slmops_airflow._stage import failing_clearly
-from slmops_airflow.prepare import ARTIFACTS_VARIABLE, DATA_ROOTS_VARIABLE
+from slmops_airflow.prepare import PlanningOperator
 
 
-class PlanAdaptersOperator(BaseOperator):
+class PlanAdaptersOperator(PlanningOperator):
     """Check the run's params and each adapter's data (``slmops.pipeline.multi_adapter``)
     and plan every adapter before one trains; pushes ``run_dir`` and the per-stage lists
     ``validation``, ``finetune`` and ``evaluate`` (one entry per adapter) as XComs."""
 
-    ui_color = "#e8f0fe"
-
-    def __init__(self, **kwargs: Any) -> None:
-        kwargs.setdefault("multiple_outputs", True)
-        super().__init__(**kwargs)
-
-    def execute(self, context) -> dict:
-        from airflow.sdk import Variable
-
-        from slmops.pipeline import locations
+    def make_plan(self, conf: dict, **where: Any) -> dict:
         from slmops.pipeline.multi_adapter import plan_adapters
 
-        with failing_clearly():
-            plan = plan_adapters(
-                dict(context["params"]),
-                dag_id=context["dag"].dag_id,
-                run_id=context["run_id"],
-                artifacts_root=locations.artifacts_root(
-                    Variable.get(ARTIFACTS_VARIABLE, default=None)
-                ),
-                data_roots=locations.data_roots(Variable.get(DATA_ROOTS_VARIABLE, default=None)),
-            )
+        plan = plan_adapters(conf, **where)
         for adapter in plan["adapters"]:
             self.log.info("adapter %s: %s", adapter["name"], adapter["data_files"])
         return plan

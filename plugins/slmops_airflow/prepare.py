@@ -13,7 +13,49 @@ ARTIFACTS_VARIABLE = "slmops_artifacts_root"
 DATA_ROOTS_VARIABLE = "slmops_data_roots"
 
 
-class PrepareRunOperator(BaseOperator):
+def configured_roots() -> tuple:
+    """(artifacts root, data roots): the Airflow Variables when set, else the environment."""
+    from airflow.sdk import Variable
+
+    from slmops.pipeline import locations
+
+    return (
+        locations.artifacts_root(Variable.get(ARTIFACTS_VARIABLE, default=None)),
+        locations.data_roots(Variable.get(DATA_ROOTS_VARIABLE, default=None)),
+    )
+
+
+class PlanningOperator(BaseOperator):
+    """Checks a run's params and writes its plan before any work starts; pushes the plan
+    as one XCom per key (``multiple_outputs``). Subclasses give ``make_plan``."""
+
+    ui_color = "#e8f0fe"
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("multiple_outputs", True)
+        super().__init__(**kwargs)
+
+    def make_plan(self, conf: dict, **where: Any) -> dict:
+        raise NotImplementedError
+
+    def run_params(self, context) -> dict:
+        return dict(context["params"])
+
+    def execute(self, context) -> dict:
+        artifacts_root, data_roots = configured_roots()
+        with failing_clearly():
+            plan = self.make_plan(
+                self.run_params(context),
+                dag_id=context["dag"].dag_id,
+                run_id=context["run_id"],
+                artifacts_root=artifacts_root,
+                data_roots=data_roots,
+            )
+        self.log.info("run folder %s", plan["run_dir"])
+        return plan
+
+
+class PrepareRunOperator(PlanningOperator):
     """Validate ``conf`` (default: the run's params, i.e. the trigger form) against
     ``slmops.pipeline.params.PipelineParams``, confine the files it names to the data
     roots, and write RUN_DIR/plan.json. Pushes the plan as one XCom per key
@@ -25,33 +67,21 @@ class PrepareRunOperator(BaseOperator):
     $SLMOPS_ARTIFACTS_ROOT and $SLMOPS_DATA_ROOTS.
     """
 
-    template_fields: Sequence[str] = ("conf",)
-    ui_color = "#e8f0fe"
+    template_fields: Sequence[str] = ("run_conf",)
 
     def __init__(self, *, conf: dict | None = None, **kwargs: Any) -> None:
-        kwargs.setdefault("multiple_outputs", True)
         super().__init__(**kwargs)
-        self.conf = conf
+        self.run_conf = conf
 
-    def execute(self, context) -> dict:
-        from airflow.sdk import Variable
+    def run_params(self, context) -> dict:
+        conf = dict(self.run_conf if self.run_conf is not None else context["params"])
+        conf.update(self._event_params(context))
+        return conf
 
-        from slmops.pipeline import locations
+    def make_plan(self, conf: dict, **where: Any) -> dict:
         from slmops.pipeline.plan import prepare
 
-        conf = dict(self.conf if self.conf is not None else context["params"])
-        conf.update(self._event_params(context))
-        with failing_clearly():
-            plan = prepare(
-                conf,
-                dag_id=context["dag"].dag_id,
-                run_id=context["run_id"],
-                artifacts_root=locations.artifacts_root(
-                    Variable.get(ARTIFACTS_VARIABLE, default=None)
-                ),
-                data_roots=locations.data_roots(Variable.get(DATA_ROOTS_VARIABLE, default=None)),
-            )
-        self.log.info("run folder %s", plan["run_dir"])
+        plan = prepare(conf, **where)
         self.log.info("targets: cpu %s, gpu %s", plan["cpu_targets"], plan["gpu_targets"])
         return plan
 

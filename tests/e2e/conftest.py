@@ -120,6 +120,17 @@ class Airflow:
 
         return wait_until(what, alive_probe, timeout, self.diagnose)
 
+    def ready_dag(self, dag_id: str) -> str:
+        """``dag_id`` once the dag-processor has parsed it, unpaused."""
+        found = self.wait(
+            f"the dag-processor to parse {dag_id}",
+            lambda: self.request("GET", f"/api/v2/dags/{dag_id}"),
+            timeout=300,
+        )
+        if found["is_paused"]:
+            self.request("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
+        return dag_id
+
     def task_instances(self, dag_id: str, run_id: str) -> dict[str, str]:
         """``{task_id or task_id[map_index]: state}`` of one run."""
         run = urllib.parse.quote(run_id, safe="")

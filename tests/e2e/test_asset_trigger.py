@@ -20,13 +20,7 @@ DEMO_DATA = data_asset_uri("phrase_tones.jsonl")
 
 
 def test_asset_event_starts_the_data_change_dag(airflow):
-    dag = airflow.wait(
-        f"the dag-processor to parse {DAG_ID}",
-        lambda: airflow.request("GET", f"/api/v2/dags/{DAG_ID}"),
-        timeout=300,
-    )
-    if dag["is_paused"]:
-        airflow.request("PATCH", f"/api/v2/dags/{DAG_ID}", {"is_paused": False})
+    airflow.ready_dag(DAG_ID)
     assets = airflow.wait(
         f"the Asset {DEMO_DATA}",
         lambda: [

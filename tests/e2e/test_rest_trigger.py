@@ -29,14 +29,7 @@ RUN_FILES = (
 @pytest.fixture(scope="module")
 def dag(airflow):
     """slm_finetune once the dag-processor has parsed it, unpaused."""
-    found = airflow.wait(
-        f"the dag-processor to parse {DAG_ID}",
-        lambda: airflow.request("GET", f"/api/v2/dags/{DAG_ID}"),
-        timeout=300,
-    )
-    if found["is_paused"]:
-        airflow.request("PATCH", f"/api/v2/dags/{DAG_ID}", {"is_paused": False})
-    return DAG_ID
+    return airflow.ready_dag(DAG_ID)
 
 
 def test_trained_gated_exported_and_published(airflow, dag):

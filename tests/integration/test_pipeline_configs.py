@@ -15,40 +15,19 @@ import yaml
 from slmops.pipeline import locations, stages
 from slmops.pipeline.pipelines import PIPELINES_DIR, load_pipelines
 from slmops.pipeline.plan import prepare
+from slmops.testing import GUIDE_OLIVE_CONFIG
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 # The reference guide's olive-config.yaml, with its model and data pointed at local
 # files; `training_args` (an Olive LoRA pass setting) makes the tiny model learn.
-GUIDE_OLIVE_CONFIG = """\
-model:
-  type: PyTorchModel
-  config:
-    model_path: "model"
-    task: "text-generation"
-
-data_configs:
-  - name: "custom_dataset"
-    type: "HuggingfaceContainer"
-    load_dataset_config:
-      data_files: "dataset.json"
-      split: "train"
-    pre_process_data_config:
-      text_template: "User: {input}\\nAssistant: {output}"
-
-passes:
-  lora:
-    type: LoRA
-    config:
-      r: 16
-      lora_alpha: 32
-      target_modules: ["c_attn", "c_proj"]
-      modules_to_save: ["ln_f", "lm_head"]
-      training_args:
-        learning_rate: 0.02
-        max_steps: 120
-"""
+LOCAL_OLIVE_CONFIG = (
+    GUIDE_OLIVE_CONFIG.replace("microsoft/DialoGPT-medium", "model").replace(
+        "path/to/your/dataset.json", "dataset.json"
+    )
+    + "      training_args:\n        learning_rate: 0.02\n        max_steps: 120\n"
+)
 
 
 @pytest.mark.parametrize("name", ["tone", "instructions"])
@@ -85,7 +64,7 @@ def test_run_config_runs_the_guides_olive_config(tmp_path):
     build_tiny_llama(tmp_path / "model", initializer_range=0.3)
     (tmp_path / "dataset.json").write_text(json.dumps(instruction_rows(60)))
     config = tmp_path / "olive-config.yaml"
-    config.write_text(GUIDE_OLIVE_CONFIG)
+    config.write_text(LOCAL_OLIVE_CONFIG)
 
     done = run_config(config, tmp_path / "artifacts", "--run_id", "olive")
     assert done.returncode == 0, done.stderr[-4000:]
@@ -116,7 +95,7 @@ def test_run_config_names_the_olive_key_of_an_absent_module(tmp_path):
     build_tiny_llama(tmp_path / "model")
     (tmp_path / "dataset.json").write_text(json.dumps(instruction_rows(20)))
     config = tmp_path / "olive-config.yaml"
-    config.write_text(GUIDE_OLIVE_CONFIG.replace('["c_attn", "c_proj"]', '["c_attn", "conv1"]'))
+    config.write_text(LOCAL_OLIVE_CONFIG.replace('["c_attn", "c_proj"]', '["c_attn", "conv1"]'))
     done = run_config(config, tmp_path / "artifacts")
     assert done.returncode == 1
     assert f"{config}: passes.lora.config.target_modules" in done.stderr

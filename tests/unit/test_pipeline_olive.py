@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import textwrap
 
 import pytest
 import yaml
@@ -17,37 +16,10 @@ from slmops.pipeline.olive import (
     module_names,
 )
 from slmops.pipeline.params import PipelineParams
+from slmops.testing import GUIDE_OLIVE_CONFIG
 
 SOURCE = "olive-config.yaml"
-# The reference guide's file, word for word.
-GUIDE_YAML = textwrap.dedent(
-    """\
-    # olive-config.yaml
-    model:
-      type: PyTorchModel
-      config:
-        model_path: "microsoft/DialoGPT-medium"
-        task: "text-generation"
-
-    data_configs:
-      - name: "custom_dataset"
-        type: "HuggingfaceContainer"
-        load_dataset_config:
-          data_files: "path/to/your/dataset.json"
-          split: "train"
-        pre_process_data_config:
-          text_template: "User: {input}\\nAssistant: {output}"
-
-    passes:
-      lora:
-        type: LoRA
-        config:
-          r: 16
-          lora_alpha: 32
-          target_modules: ["c_attn", "c_proj"]
-          modules_to_save: ["ln_f", "lm_head"]
-    """
-)
+GUIDE_YAML = GUIDE_OLIVE_CONFIG
 LLAMA_LINEAR = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
 
 

@@ -14,7 +14,7 @@ import gc
 import json
 from pathlib import Path
 
-from slmops.artifacts import atomic_write_json
+from slmops.artifacts import atomic_write_json, read_json_if_any
 from slmops.evaluation_config import LOWER_IS_BETTER
 from slmops.export.config import EXPORT_RECORD, ONNX_FOLDER
 from slmops.pipeline.plan import FINETUNE_DIR, evaluate_config, read_plan
@@ -32,8 +32,7 @@ def decision_path(run_dir: Path) -> Path:
 
 
 def read_decision(run_dir: Path) -> dict | None:
-    path = decision_path(run_dir)
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    return read_json_if_any(decision_path(run_dir))
 
 
 def champion_version(models_root: Path, name: str) -> Path | None:

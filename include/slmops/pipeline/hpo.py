@@ -15,12 +15,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from slmops.artifacts import atomic_write_json
-from slmops.config import ConfigError, describe_validation_error
+from slmops.artifacts import atomic_write_json, read_json_if_any
 from slmops.errors import SlmopsError
 from slmops.pipeline import locations, search
+from slmops.pipeline.params import split_settings
 from slmops.pipeline.plan import prepare
 from slmops.progress import Log, no_log
 
@@ -58,17 +58,6 @@ class SearchSettings(BaseModel):
     )
 
 
-def split_conf(conf: dict) -> tuple[SearchSettings, dict]:
-    """The search settings and the pipeline params of one run's conf."""
-    conf = dict(conf)
-    own = {name: conf.pop(name) for name in SearchSettings.model_fields if name in conf}
-    try:
-        return SearchSettings.model_validate(own), conf
-    except ValidationError as exc:
-        message = describe_validation_error(exc, source=None, flag_style=False)
-        raise ConfigError(f"invalid params: {message}") from None
-
-
 def plan_trials(
     conf: dict,
     *,
@@ -78,7 +67,7 @@ def plan_trials(
     data_roots: list[Path],
 ) -> dict:
     """Every trial's plan, checked before any trial starts; written to RUN_DIR/hpo/."""
-    settings, params = split_conf(conf)
+    settings, params = split_settings(conf, SearchSettings)
     if settings.search_file:
         path = locations.confine(settings.search_file, data_roots, "search_file")
         spec = search.load_search(path)
@@ -186,5 +175,4 @@ def select_best(run_dir: Path, results: list[dict], *, log: Log = no_log) -> dic
 
 
 def read_trials(run_dir: Path) -> dict | None:
-    path = Path(run_dir) / HPO_DIR / TRIALS_NAME
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    return read_json_if_any(Path(run_dir) / HPO_DIR / TRIALS_NAME)

@@ -12,18 +12,17 @@ from __future__ import annotations
 
 import gc
 import json
-import shutil
 import time
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from slmops.artifacts import atomic_directory, atomic_write_json
+from slmops.artifacts import atomic_write_json, read_json_if_any
 from slmops.config import ConfigError, describe_validation_error
 from slmops.evaluation_config import EVALUATION_FOLDER, EVALUATION_NAME
 from slmops.pipeline import locations
-from slmops.pipeline.params import TargetName, parse
+from slmops.pipeline.params import TargetName, parse, split_settings
 from slmops.pipeline.plan import FINETUNE_DIR, REPORT_DIR, evaluate_config, prepare
 from slmops.progress import Log, no_log
 from slmops.report import Document, cell, verdict
@@ -68,18 +67,18 @@ class MultiAdapterSettings(BaseModel):
 
 
 def split_conf(conf: dict) -> tuple[MultiAdapterSettings, list[AdapterSpec], dict]:
-    conf = dict(conf)
-    own = {name: conf.pop(name) for name in MultiAdapterSettings.model_fields if name in conf}
-    try:
-        settings = MultiAdapterSettings.model_validate(own)
-        specs = [AdapterSpec.model_validate(entry) for entry in settings.adapters]
-    except ValidationError as exc:
-        message = describe_validation_error(exc, source=None, flag_style=False)
-        raise ConfigError(f"invalid params: adapters: {message}") from None
+    settings, shared = split_settings(conf, MultiAdapterSettings)
+    specs = []
+    for index, entry in enumerate(settings.adapters):
+        try:
+            specs.append(AdapterSpec.model_validate(entry))
+        except ValidationError as exc:
+            message = describe_validation_error(exc, source=None, flag_style=False)
+            raise ConfigError(f"invalid params: adapters.{index}: {message}") from None
     names = [spec.name for spec in specs]
     if len(set(names)) != len(names):
         raise ConfigError(f"invalid params: adapters: names repeat ({', '.join(names)})")
-    return settings, specs, conf
+    return settings, specs, shared
 
 
 def plan_adapters(
@@ -234,16 +233,12 @@ def collect(run_dir: Path) -> dict:
     run_dir = Path(run_dir)
     multi = read_multi_plan(run_dir)
     scores_path = run_dir / MULTI_DIR / SCORES_NAME
-    scores = json.loads(scores_path.read_text(encoding="utf-8")) if scores_path.is_file() else None
+    scores = read_json_if_any(scores_path)
     adapters = {}
     for adapter in multi["adapters"]:
         evaluation_path = Path(adapter["run_dir"]) / FINETUNE_DIR / EVALUATION_FOLDER
         evaluation_file = evaluation_path / EVALUATION_NAME
-        evaluation = (
-            json.loads(evaluation_file.read_text(encoding="utf-8"))
-            if evaluation_file.is_file()
-            else None
-        )
+        evaluation = read_json_if_any(evaluation_file)
         primary = evaluation["primary_metric"] if evaluation else None
         models = (evaluation or {}).get("models", {})
         through = (scores or {}).get("adapters", {}).get(adapter["name"], {})
@@ -314,26 +309,17 @@ def document(summary: dict) -> Document:
 
 
 def write(run_dir: Path, output_dir: Path) -> dict:
-    from slmops.pipeline.summary import SUMMARY_NAME
+    from slmops.pipeline.summary import write_report
 
     summary = collect(run_dir)
-    with atomic_directory(Path(output_dir)) as folder:
-        atomic_write_json(folder / SUMMARY_NAME, summary)
-        document(summary).write(folder)
+    write_report(summary, document(summary), output_dir)
     return summary
 
 
 def publish(run_dir: Path, models_root: Path) -> dict:
     """MODELS_ROOT/NAME/versions/RUN/: the shared base and its adapters, the report and a
     manifest with each adapter's metrics; NAME/latest.json points at it."""
-    from slmops.pipeline.publish import (
-        LATEST_NAME,
-        MANIFEST_NAME,
-        PublishError,
-        asset_uri,
-        link_tree,
-    )
-    from slmops.pipeline.summary import SUMMARY_NAME
+    from slmops.pipeline.publish import PublishError, asset_uri, version_dir, write_version
 
     multi = read_multi_plan(run_dir)
     summary = collect(run_dir)
@@ -341,7 +327,7 @@ def publish(run_dir: Path, models_root: Path) -> dict:
         failed = [stage for stage, state in summary["stages"].items() if state != "PASS"]
         raise PublishError(f"run {multi['run_id']} is not published: {', '.join(failed)} failed")
     version = locations.safe_name(multi["run_id"])
-    final = Path(models_root) / multi["model_name"] / "versions" / version
+    final = version_dir(models_root, multi["model_name"], version)
     target = multi["target"]
     manifest = {
         "uri": asset_uri(multi["model_name"]),
@@ -362,15 +348,6 @@ def publish(run_dir: Path, models_root: Path) -> dict:
         },
         "targets": {target: {"path": f"{MULTI_DIR}/{target}", **summary["multi_adapter"]}},
     }
-    with atomic_directory(final) as folder:
-        link_tree(run_dir / MULTI_DIR / target, folder / MULTI_DIR / target)
-        report_dir = Path(multi["report_dir"])
-        for name in ("report.md", "report.html", SUMMARY_NAME):
-            if (report_dir / name).is_file():
-                shutil.copy2(report_dir / name, folder / name)
-        atomic_write_json(folder / MANIFEST_NAME, manifest)
-    atomic_write_json(
-        Path(models_root) / multi["model_name"] / LATEST_NAME,
-        {"version": version, "path": str(final), "published_at": manifest["published_at"]},
-    )
+    trees = {f"{MULTI_DIR}/{target}": run_dir / MULTI_DIR / target}
+    write_version(final, trees, Path(multi["report_dir"]), manifest)
     return manifest

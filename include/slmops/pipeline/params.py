@@ -209,6 +209,18 @@ FORM_SECTIONS: dict[str, tuple[str, ...]] = {
 }
 
 
+def split_settings(conf: dict, model: type[BaseModel]) -> tuple[BaseModel, dict]:
+    """A DAG's own settings (``model``'s fields, validated) and the rest of its conf, the
+    pipeline params. HPO's search and the multi-adapter list live beside the form's."""
+    rest = dict(conf)
+    own = {name: rest.pop(name) for name in model.model_fields if name in rest}
+    try:
+        return model.model_validate(own), rest
+    except ValidationError as exc:
+        message = describe_validation_error(exc, source=None, flag_style=False)
+        raise ConfigError(f"invalid params: {message}") from None
+
+
 def parse(conf: dict) -> PipelineParams:
     """A run's params, every problem named by its param."""
     try:

@@ -67,24 +67,34 @@ def publish(run_dir: Path, models_root: Path) -> dict:
         raise NotPromoted(f"run {plan['run_id']} is not published: {decision['reason']}")
     name = plan["model_name"]
     version = locations.safe_name(plan["run_id"])
-    final = Path(models_root) / name / "versions" / version
+    final = version_dir(models_root, name, version)
+    trees = {f"{ONNX_FOLDER}/{target}": Path(r["path"]) for target, r in summary["targets"].items()}
+    adapter = run_dir / FINETUNE_DIR / "adapter"
+    if adapter.is_dir():
+        trees["adapter"] = adapter
     manifest = _manifest(plan, summary, final)
+    write_version(final, trees, Path(plan["report_dir"]), manifest)
+    return manifest
+
+
+def version_dir(models_root: Path, name: str, version: str) -> Path:
+    return Path(models_root) / name / "versions" / version
+
+
+def write_version(final: Path, trees: dict[str, Path], report_dir: Path, manifest: dict) -> None:
+    """Write the version folder whole (``trees``: folder in the version -> run folder to
+    link, the run's report, manifest.json), then point NAME/latest.json at it."""
     with atomic_directory(final) as folder:
-        for target, record in summary["targets"].items():
-            link_tree(Path(record["path"]), folder / ONNX_FOLDER / target)
-        adapter = run_dir / FINETUNE_DIR / "adapter"
-        if adapter.is_dir():
-            link_tree(adapter, folder / "adapter")
-        report_dir = Path(plan["report_dir"])
+        for relative, source in trees.items():
+            link_tree(source, folder / relative)
         for report in ("report.md", "report.html", SUMMARY_NAME):
             if (report_dir / report).is_file():
                 shutil.copy2(report_dir / report, folder / report)
         atomic_write_json(folder / MANIFEST_NAME, manifest)
     atomic_write_json(
-        Path(models_root) / name / LATEST_NAME,
-        {"version": version, "path": str(final), "published_at": manifest["published_at"]},
+        final.parent.parent / LATEST_NAME,
+        {"version": final.name, "path": str(final), "published_at": manifest["published_at"]},
     )
-    return manifest
 
 
 def _manifest(plan: dict, summary: dict, final: Path) -> dict:

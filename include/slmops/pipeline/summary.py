@@ -7,10 +7,9 @@ so it also explains a run that stopped early: stages without output say "no resu
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from slmops.artifacts import atomic_directory, atomic_write_json
+from slmops.artifacts import atomic_directory, atomic_write_json, read_json_if_any
 from slmops.config import VALIDATION_REPORT, ConfigError
 from slmops.evaluation_config import EVALUATION_FOLDER, EVALUATION_NAME
 from slmops.export.config import BENCHMARK_NAME, EXPORT_RECORD, ONNX_FOLDER, PARITY_NAME
@@ -26,18 +25,14 @@ SUMMARY_NAME = "summary.json"
 NO_RESULT = "no result"  # the stage did not run, or failed before writing one
 
 
-def _read(path: Path) -> dict | list | None:
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-
-
 def collect(run_dir: Path) -> dict:
     """The run's outcome as a small dict (it is also the report's content)."""
     run_dir = Path(run_dir)
     plan = read_plan(run_dir)
     finetune = run_dir / FINETUNE_DIR
-    validation = _read(run_dir / VALIDATION_DIR / VALIDATION_REPORT)
-    training = _read(finetune / METRICS_NAME)
-    evaluation = _read(finetune / EVALUATION_FOLDER / EVALUATION_NAME)
+    validation = read_json_if_any(run_dir / VALIDATION_DIR / VALIDATION_REPORT)
+    training = read_json_if_any(finetune / METRICS_NAME)
+    evaluation = read_json_if_any(finetune / EVALUATION_FOLDER / EVALUATION_NAME)
     targets = {
         name: _target(finetune / ONNX_FOLDER / name)
         for name in plan["cpu_targets"] + plan["gpu_targets"]
@@ -78,10 +73,15 @@ def write(run_dir: Path, output_dir: Path) -> dict:
     if multi_adapter.is_multi_run(run_dir):
         return multi_adapter.write(run_dir, output_dir)
     summary = collect(run_dir)
+    write_report(summary, _document(summary), output_dir)
+    return summary
+
+
+def write_report(summary: dict, document: Document, output_dir: Path) -> None:
+    """summary.json, report.md and report.html, written whole into ``output_dir``."""
     with atomic_directory(Path(output_dir)) as folder:
         atomic_write_json(folder / SUMMARY_NAME, summary)
-        _document(summary).write(folder)
-    return summary
+        document.write(folder)
 
 
 def latest_run(artifacts_root: Path) -> Path:
@@ -167,11 +167,11 @@ def _evaluation(summary: dict) -> dict:
 
 
 def _target(folder: Path) -> dict | None:
-    record = _read(folder / EXPORT_RECORD)
+    record = read_json_if_any(folder / EXPORT_RECORD)
     if record is None:
         return None
-    parity = _read(folder / PARITY_NAME) or {}
-    timings = {row["kind"]: row for row in _read(folder / BENCHMARK_NAME) or []}
+    parity = read_json_if_any(folder / PARITY_NAME) or {}
+    timings = {row["kind"]: row for row in read_json_if_any(folder / BENCHMARK_NAME) or []}
     onnx = timings.get("onnx", {})
     return {
         "passed": record["passed"],
