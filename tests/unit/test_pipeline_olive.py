@@ -9,12 +9,8 @@ import yaml
 
 from slmops.config import ConfigError
 from slmops.errors import ModelError
-from slmops.pipeline.olive import (
-    from_olive,
-    is_olive_config,
-    map_module_names,
-    module_names,
-)
+from slmops.pipeline.module_names import map_module_names, module_names
+from slmops.pipeline.olive import from_olive, is_olive_config
 from slmops.pipeline.params import PipelineParams
 from slmops.testing import GUIDE_OLIVE_CONFIG
 
