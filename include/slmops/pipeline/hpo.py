@@ -84,8 +84,9 @@ def plan_trials(
     )
     trials = []
     for index, values in enumerate(search.trials(spec)):
+        # A searched max_steps wins over trial_max_steps.
         trial_plan = prepare(
-            {**params, **values, "max_steps": settings.trial_max_steps},
+            {**params, "max_steps": settings.trial_max_steps, **values},
             dag_id=dag_id,
             run_id=run_id,
             artifacts_root=artifacts_root,
