@@ -21,7 +21,7 @@ from slmops.artifacts import atomic_write_json, read_json_if_any
 from slmops.errors import SlmopsError
 from slmops.pipeline import locations, search
 from slmops.pipeline.params import split_settings
-from slmops.pipeline.plan import prepare
+from slmops.pipeline.plan import prepare, write_plan
 from slmops.progress import Log, no_log
 
 HPO_DIR = "hpo"
@@ -81,8 +81,9 @@ def plan_trials(
         artifacts_root=artifacts_root,
         data_roots=data_roots,
         run_dir=run_dir / HPO_DIR / "base",
+        write=False,  # a record of the params; the full run writes its own plan later
     )
-    trials = []
+    trials, planned = [], []
     for index, values in enumerate(search.trials(spec)):
         # A searched max_steps wins over trial_max_steps.
         trial_plan = prepare(
@@ -92,7 +93,9 @@ def plan_trials(
             artifacts_root=artifacts_root,
             data_roots=data_roots,
             run_dir=run_dir / TRIALS_DIR / f"{index:02d}",
+            write=False,
         )
+        planned.append(trial_plan)
         evaluate = {
             **trial_plan["evaluate"],
             "validation_path": base["validation"]["output_path"],  # check_data's report
@@ -117,6 +120,8 @@ def plan_trials(
         "search": spec.model_dump(mode="json"),
         "trials": trials,
     }
+    for trial_plan in planned:  # every trial checked: now write them
+        write_plan(trial_plan)
     atomic_write_json(run_dir / HPO_DIR / "plan.json", plan)
     return plan
 

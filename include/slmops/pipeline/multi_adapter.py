@@ -23,7 +23,13 @@ from slmops.config import ConfigError, describe_validation_error
 from slmops.evaluation_config import EVALUATION_FOLDER, EVALUATION_NAME
 from slmops.pipeline import locations
 from slmops.pipeline.params import TargetName, parse, split_settings
-from slmops.pipeline.plan import FINETUNE_DIR, REPORT_DIR, evaluate_config, prepare
+from slmops.pipeline.plan import (
+    FINETUNE_DIR,
+    REPORT_DIR,
+    evaluate_config,
+    prepare,
+    write_plan,
+)
 from slmops.progress import Log, no_log
 from slmops.report import Document, cell, verdict
 
@@ -98,7 +104,7 @@ def plan_adapters(
             "use lora (DoRA, QLoRA and full fine-tuning are not supported here)"
         )
     run_dir = locations.run_dir(artifacts_root, dag_id, run_id)
-    adapters = []
+    adapters, planned = [], []
     for spec in specs:
         own = spec.model_dump(exclude={"name"}, exclude_none=True)
         if "label_field" not in spec.model_fields_set:
@@ -115,7 +121,9 @@ def plan_adapters(
             artifacts_root=artifacts_root,
             data_roots=data_roots,
             run_dir=run_dir / ADAPTERS_DIR / spec.name,
+            write=False,
         )
+        planned.append(plan)
         adapters.append(
             {
                 "name": spec.name,
@@ -138,6 +146,8 @@ def plan_adapters(
         "report_dir": str(run_dir / REPORT_DIR),
         "models_root": str(locations.models_root(artifacts_root)),
     }
+    for plan in planned:  # every adapter checked: now write them
+        write_plan(plan)
     atomic_write_json(run_dir / MULTI_DIR / MULTI_PLAN, multi)
     return {
         **multi,

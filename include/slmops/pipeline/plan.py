@@ -36,11 +36,13 @@ def prepare(
     artifacts_root: Path,
     data_roots: list[Path],
     run_dir: Path | None = None,
+    write: bool = True,
 ) -> dict:
     """The run's plan (a small JSON-able dict), also written to RUN_DIR/plan.json.
 
     ``run_dir`` defaults to the run's own folder under the artifacts root; a DAG that
-    runs several pipelines in one run (HPO trials, one per adapter) gives each a subfolder.
+    runs several pipelines in one run (HPO trials, one per adapter) gives each a subfolder
+    and writes the plans with ``write_plan`` once all are checked.
     """
     params = parse(conf)
     run_dir = Path(run_dir) if run_dir else locations.run_dir(artifacts_root, dag_id, run_id)
@@ -110,9 +112,15 @@ def prepare(
         "report_dir": str(run_dir / REPORT_DIR),
         "models_root": str(locations.models_root(artifacts_root)),
     }
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(run_dir / PLAN_NAME, plan)
+    if write:
+        write_plan(plan)
     return plan
+
+
+def write_plan(plan: dict) -> None:
+    """RUN_DIR/plan.json. DAGs that plan several pipelines at once (HPO trials, adapters)
+    check them all with ``prepare(..., write=False)`` first, so a bad one writes nothing."""
+    atomic_write_json(Path(plan["run_dir"]) / PLAN_NAME, plan)
 
 
 def read_plan(run_dir: Path) -> dict:
