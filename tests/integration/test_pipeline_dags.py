@@ -88,7 +88,9 @@ def test_hpo_runs_three_trials_and_trains_the_best(dag_env, conf, tmp_path):
     assert [trial["params"]["learning_rate"] for trial in scored] == [1e-5, 1e-2, 3e-3]
     assert all(trial["status"] == "ok" and trial["steps"] == 30 for trial in scored)
     best = max(scored, key=lambda trial: (trial["metric"], -trial["eval_loss"]))
-    assert scored[0]["metric"] < best["metric"]  # 1e-5 learns nothing in 30 steps
+    # 1e-5 learns nothing in 30 steps; the higher rates do (their eval loss drops).
+    assert scored[0]["eval_loss"] > 2 * max(trial["eval_loss"] for trial in scored[1:])
+    assert best["index"] != 0
 
     record = read_json(run / "hpo" / "trials.json")
     assert record["best_index"] == best["index"]
