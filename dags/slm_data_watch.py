@@ -17,13 +17,13 @@ from __future__ import annotations
 from airflow.sdk import CronTriggerTimetable, dag
 
 from slmops_airflow.data_watch import DataWatchOperator
-from slmops_airflow.pipeline import DEFAULT_ARGS, START_DATE
+from slmops_airflow.pipeline import DEFAULT_ARGS
 
 
 @dag(
     dag_id="slm_data_watch",
     schedule=CronTriggerTimetable("*/15 * * * *", timezone="UTC"),
-    start_date=START_DATE,
+    # No start_date: the first cron run is the next slot, not an immediate run for the last.
     catchup=False,
     doc_md=__doc__,
     tags=["slmops", "data"],

@@ -20,7 +20,7 @@ from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, dag
 from slmops.pipeline.params import FORM_SECTIONS, PipelineParams
 from slmops.pipeline.publish import data_asset_uri
 from slmops_airflow.form import trigger_form
-from slmops_airflow.pipeline import DEFAULT_ARGS, START_DATE, finetune_pipeline
+from slmops_airflow.pipeline import DEFAULT_ARGS, finetune_pipeline
 
 DEMO_DATA = Asset(data_asset_uri("phrase_tones.jsonl"))
 
@@ -30,7 +30,7 @@ DEMO_DATA = Asset(data_asset_uri("phrase_tones.jsonl"))
     schedule=AssetOrTimeSchedule(
         timetable=CronTriggerTimetable("0 3 * * 1", timezone="UTC"), assets=[DEMO_DATA]
     ),
-    start_date=START_DATE,
+    # No start_date: the first cron run is the next slot, not an immediate run for the last.
     catchup=False,
     doc_md=__doc__,
     tags=["slmops", "fine-tuning", "onnx", "champion-challenger"],

@@ -15,7 +15,7 @@ from slmops.pipeline.params import FORM_SECTIONS, PipelineParams
 from slmops.pipeline.pipelines import PIPELINES_DIR, PipelineSpec, load_pipelines
 from slmops.pipeline.publish import data_asset_uri
 from slmops_airflow.form import trigger_form
-from slmops_airflow.pipeline import DEFAULT_ARGS, START_DATE, finetune_pipeline
+from slmops_airflow.pipeline import DEFAULT_ARGS, finetune_pipeline
 
 
 def _schedule(spec: PipelineSpec):
@@ -45,7 +45,7 @@ for _dag_id, (_path, _spec) in load_pipelines(
     with DAG(
         dag_id=_dag_id,
         schedule=_schedule(_spec),
-        start_date=START_DATE,
+        # No start_date: the first cron run is the next slot, not an immediate run for the last.
         catchup=False,
         doc_md=_doc(_path, _spec),
         description=_spec.description or None,

@@ -231,3 +231,22 @@ def test_a_wrong_pipeline_config_is_an_import_error_naming_file_and_field(tmp_pa
     (error,) = result["errors"].values()
     assert f"{tmp_path / 'broken.yaml'}: params.lora_r: Input should be greater" in error
     assert "params.targets.0: Input should be 'cpu-int4'" in error
+
+
+@pytest.mark.parametrize("dag_id", ["slm_finetune_on_data_change", "slm_tone"])
+def test_unpausing_a_cron_dag_waits_for_its_next_slot(dagbag, dag_id):
+    """No start_date, so the first scheduled run is the next cron time: unpausing does
+    not start a retraining at once for the slot that has just passed."""
+    import pendulum
+    from airflow.timetables.base import TimeRestriction
+    from airflow.timetables.trigger import CronTriggerTimetable
+
+    dag = dagbag.dags[dag_id]
+    assert dag.start_date is None and not dag.catchup
+    cron = getattr(dag.timetable, "timetable", dag.timetable)  # inside AssetOrTimeSchedule
+    scheduler_side = CronTriggerTimetable(cron.expression, timezone="UTC")
+    first = scheduler_side.next_dagrun_info(
+        last_automated_data_interval=None,
+        restriction=TimeRestriction(earliest=dag.start_date, latest=None, catchup=dag.catchup),
+    )
+    assert first.run_after > pendulum.now("UTC")
