@@ -200,7 +200,7 @@ def airflow_env(home: Path, root: Path, port: int, password_file: Path) -> dict[
     return env
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def airflow(tmp_path_factory):
     """A running Airflow with the repository's DAGs, logged in as admin."""
     from slmops.testing import tiny_pipeline_data

@@ -1,20 +1,27 @@
-"""slm_finetune triggered over the REST API of a real Airflow (see conftest.py): a tiny
-model trains, passes its gates, is exported to ONNX and published as an Asset; a conf that
-names a file outside the data roots fails at prepare, before any work."""
+"""The REST API of a real Airflow (see conftest.py, one stack for this module):
+slm_finetune triggered with a conf trains a tiny model, gates, exports and publishes it as
+an Asset; a conf that names a file outside the data roots fails at prepare, before any
+work; an event posted on the demo dataset's Asset starts slm_finetune_on_data_change,
+which trains on the params the event carries and reports its champion/challenger
+decision."""
 
 from __future__ import annotations
 
 import json
+import urllib.parse
 from pathlib import Path
 
 import pytest
 
 from slmops.pipeline.locations import run_dir
+from slmops.pipeline.publish import data_asset_uri
 from slmops.testing import tiny_pipeline_params
 
 pytestmark = pytest.mark.e2e
 
 DAG_ID = "slm_finetune"
+DATA_CHANGE = "slm_finetune_on_data_change"
+DEMO_DATA = data_asset_uri("phrase_tones.jsonl")
 CONF = tiny_pipeline_params("e2e-tones")
 RUN_FILES = (
     "plan.json",
@@ -70,3 +77,51 @@ def test_file_outside_the_data_roots_fails_at_prepare(airflow, dag):
     assert "param data_files: /etc/passwd is outside the data roots" in json.dumps(log), log
     assert not (run_dir(airflow.artifacts, dag, run_id) / "finetune").exists()
     assert not (airflow.artifacts / "models" / "e2e-refused").exists()
+
+
+def test_asset_event_starts_the_data_change_dag(airflow):
+    airflow.ready_dag(DATA_CHANGE)
+    assets = airflow.wait(
+        f"the Asset {DEMO_DATA}",
+        lambda: [
+            asset
+            for asset in airflow.request("GET", "/api/v2/assets")["assets"]
+            if asset["uri"] == DEMO_DATA
+        ],
+        timeout=120,
+    )
+    params = tiny_pipeline_params("e2e-retrained")
+    event = airflow.request(
+        "POST",
+        "/api/v2/assets/events",
+        {"asset_id": assets[0]["id"], "extra": {"params": params}},
+    )
+    assert event["uri"] == DEMO_DATA
+
+    def asset_triggered_run():
+        runs = airflow.request("GET", f"/api/v2/dags/{DATA_CHANGE}/dagRuns")["dag_runs"]
+        started = [run for run in runs if run["run_type"] == "asset_triggered"]
+        return started[0] if started else None
+
+    run = airflow.wait(f"{DATA_CHANGE} to start from the event", asset_triggered_run, timeout=180)
+    path = f"/api/v2/dags/{DATA_CHANGE}/dagRuns/{urllib.parse.quote(run['dag_run_id'], safe='')}"
+    run = airflow.wait(
+        f"{DATA_CHANGE} run {run['dag_run_id']} to finish",
+        lambda: (lambda now: now if now["state"] in ("success", "failed") else None)(
+            airflow.request("GET", path)
+        ),
+        timeout=600,
+    )
+    run_id = run["dag_run_id"]
+    assert run["state"] == "success", airflow.diagnose(DATA_CHANGE, run_id)
+    states = airflow.task_instances(DATA_CHANGE, run_id)
+    assert states["challenge"] == states["publish"] == "success", states
+
+    folder = run_dir(airflow.artifacts, DATA_CHANGE, run_id)
+    plan = json.loads((folder / "plan.json").read_text(encoding="utf-8"))
+    assert plan["model_name"] == "e2e-retrained"  # the event's params, not the form's
+    summary = json.loads((folder / "report" / "summary.json").read_text(encoding="utf-8"))
+    assert summary["champion"]["decision"] == "promote"
+    assert "no champion" in summary["champion"]["reason"]
+    assert "## Champion / challenger" in (folder / "report" / "report.md").read_text()
+    assert (airflow.artifacts / "models" / "e2e-retrained" / "latest.json").is_file()
