@@ -21,9 +21,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from slmops.config import ConfigError, describe_validation_error, read_yaml_mapping
+from slmops.config import ConfigError, load_yaml_model
 from slmops.pipeline.params import PipelineParams
 
 PIPELINES_DIR = Path(__file__).resolve().parents[2] / "configs" / "pipelines"
@@ -69,13 +69,7 @@ class PipelineSpec(BaseModel):
 
 def load_pipeline(path: Path) -> PipelineSpec:
     """Read one pipeline config; errors name the file and the dotted field."""
-    path = Path(path)
-    raw = read_yaml_mapping(path)
-    try:
-        return PipelineSpec.model_validate(raw)
-    except ValidationError as exc:
-        message = describe_validation_error(exc, source=str(path), flag_style=False)
-        raise ConfigError(message) from None
+    return load_yaml_model(Path(path), PipelineSpec)
 
 
 def pipeline_files(folder: Path = PIPELINES_DIR) -> list[Path]:
