@@ -86,7 +86,9 @@ def test_run_config_runs_the_guides_olive_config(tmp_path):
     assert adapter["r"] == 16 and set(adapter["target_modules"]) == set(training["target_modules"])
     summary = json.loads((run / "report" / "summary.json").read_text())
     assert set(summary["stages"].values()) == {"PASS"}
-    assert summary["published"] and Path(summary["published"]).is_dir()
+    latest = json.loads((tmp_path / "artifacts/models/model-lora/latest.json").read_text())
+    assert latest["version"] == "olive" and Path(latest["path"]).is_dir()
+    assert f"published: {latest['path']}" in done.stdout
 
 
 def test_run_config_names_the_olive_key_of_an_absent_module(tmp_path):

@@ -107,12 +107,11 @@ def run_pipeline(
     summary = run_summary.write(run_dir, Path(plan["report_dir"]))
     if failure is not None:
         raise failure
-    if publish:
+    if publish:  # after the report, which the published version carries (as in the DAG)
         try:
-            publish_run(run_dir, Path(plan["models_root"]))
+            summary["published"] = publish_run(run_dir, Path(plan["models_root"]))["path"]
         except NotPromoted as exc:
             log(str(exc))
-        summary = run_summary.write(run_dir, Path(plan["report_dir"]))
     return summary
 
 
