@@ -86,9 +86,11 @@ def write_report(summary: dict, document: Document, output_dir: Path) -> None:
 
 def latest_run(artifacts_root: Path) -> Path:
     """The most recently planned run folder (ROOT/runs/DAG_ID/RUN_ID) under ``artifacts_root``."""
+    from slmops.pipeline.multi_adapter import MULTI_DIR, MULTI_PLAN
+
     planned = {}
     for folder in Path(artifacts_root).glob("runs/*/*"):
-        for plan in (folder / PLAN_NAME, folder / "multi_adapter" / PLAN_NAME):
+        for plan in (folder / PLAN_NAME, folder / MULTI_DIR / MULTI_PLAN):
             if plan.is_file():
                 planned[folder] = plan.stat().st_mtime
                 break
