@@ -11,7 +11,6 @@ which the run report shows and publishing obeys.
 from __future__ import annotations
 
 import gc
-import json
 from pathlib import Path
 
 from slmops.artifacts import atomic_write_json, read_json_if_any
@@ -37,10 +36,10 @@ def read_decision(run_dir: Path) -> dict | None:
 
 def champion_version(models_root: Path, name: str) -> Path | None:
     """The published version NAME/latest.json points at, if any."""
-    latest = Path(models_root) / name / "latest.json"
-    if not latest.is_file():
+    latest = read_json_if_any(Path(models_root) / name / "latest.json")
+    if latest is None:
         return None
-    version = Path(json.loads(latest.read_text(encoding="utf-8"))["path"])
+    version = Path(latest["path"])
     return version if (version / "manifest.json").is_file() else None
 
 
@@ -59,7 +58,7 @@ def challenge(run_dir: Path, *, log: Log = no_log) -> dict:
             reason=f"no champion: nothing is published as {plan['model_name']} yet",
         )
         return _write(run_dir, decision, log)
-    manifest = json.loads((champion / "manifest.json").read_text(encoding="utf-8"))
+    manifest = read_json_if_any(champion / "manifest.json")
     decision["champion"] = {"version": manifest["version"], "path": str(champion)}
     common = [name for name in exported if (champion / ONNX_FOLDER / name).is_dir()]
     if not common:
@@ -111,12 +110,11 @@ def challenge(run_dir: Path, *, log: Log = no_log) -> dict:
 
 
 def _passed_targets(onnx_dir: Path, names: list[str]) -> list[str]:
-    passed = []
-    for name in names:
-        record = onnx_dir / name / EXPORT_RECORD
-        if record.is_file() and json.loads(record.read_text(encoding="utf-8")).get("passed"):
-            passed.append(name)
-    return passed
+    return [
+        name
+        for name in names
+        if (read_json_if_any(onnx_dir / name / EXPORT_RECORD) or {}).get("passed")
+    ]
 
 
 def _score(folder: Path, eval_plan) -> float:
