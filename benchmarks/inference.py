@@ -58,8 +58,8 @@ def export_targets(run_path: Path, out: Path) -> dict:
 
 def train_explain_adapter(run_path: Path, out: Path) -> Path:
     """A LoRA adapter on the same phrases that answers with a sentence (reused if done)."""
-    from slmops.training import run as train
-    from slmops.training_config import FinetuneConfig
+    from slmops.training.config import FinetuneConfig
+    from slmops.training.run import run as train
 
     run_config = json.loads((run_path / "training_metrics.json").read_text())["config"]
     rows = [json.loads(line) for line in DATA.read_text(encoding="utf-8").splitlines() if line]
@@ -104,10 +104,10 @@ def build_multi_adapter(run_path: Path, explain: Path, out: Path):
 def score_label_adapter(run_path: Path, multi_dir: Path) -> tuple[dict, list[dict]]:
     """Eval-set metrics of the label adapter served by the multi-adapter model, and a few
     answers of both adapters to the same phrases."""
-    from slmops.evaluation import plan, score_answers
-    from slmops.evaluation_config import config_for_run
+    from slmops.evaluation.config import config_for_run
+    from slmops.evaluation.run import plan, score_answers
     from slmops.export.multi_adapter import open_multi_adapter
-    from slmops.export.runtime import encode_prompts, greedy_answers
+    from slmops.export.runners import encode_prompts, greedy_answers
     from slmops.inference import chat_prompt, decode_answers
 
     eval_plan = plan(config_for_run(run_path))
@@ -134,10 +134,10 @@ def score_label_adapter(run_path: Path, multi_dir: Path) -> tuple[dict, list[dic
 
 
 def measure_all(run_path: Path, exports: dict, multi) -> list[dict]:
-    from slmops.benchmark import Subject, measure, with_speedups
-    from slmops.evaluation import plan
-    from slmops.evaluation_config import config_for_run
-    from slmops.export.runtime import encode_prompts
+    from slmops.evaluation.config import config_for_run
+    from slmops.evaluation.run import plan
+    from slmops.export.benchmark import Subject, measure, with_speedups
+    from slmops.export.runners import encode_prompts
 
     eval_plan = plan(config_for_run(run_path))
     prompts = [example.prompt for example in eval_plan.data.eval[:5]]
@@ -152,7 +152,7 @@ def measure_all(run_path: Path, exports: dict, multi) -> list[dict]:
 
 def demo_run() -> Path:
     """The fine-tuning folder of the newest slm_finetune run under artifacts/."""
-    from slmops.config import ConfigError
+    from slmops.errors import ConfigError
     from slmops.pipeline.summary import latest_run
 
     try:

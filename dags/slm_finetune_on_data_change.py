@@ -15,21 +15,19 @@ The decision and both scores are in the run report (`report/report.html`).
 
 from __future__ import annotations
 
-from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, dag
+from airflow.sdk import Asset, AssetOrTimeSchedule, dag
 
 from slmops.pipeline.params import FORM_SECTIONS, PipelineParams
 from slmops.pipeline.publish import data_asset_uri
 from slmops_airflow.form import trigger_form
-from slmops_airflow.pipeline import DEFAULT_ARGS, finetune_pipeline
+from slmops_airflow.pipeline import DEFAULT_ARGS, cron_timetable, finetune_pipeline
 
 DEMO_DATA = Asset(data_asset_uri("phrase_tones.jsonl"))
 
 
 @dag(
     dag_id="slm_finetune_on_data_change",
-    schedule=AssetOrTimeSchedule(
-        timetable=CronTriggerTimetable("0 3 * * 1", timezone="UTC"), assets=[DEMO_DATA]
-    ),
+    schedule=AssetOrTimeSchedule(timetable=cron_timetable("0 3 * * 1"), assets=[DEMO_DATA]),
     # No start_date: the first cron run is the next slot, not an immediate run for the last.
     catchup=False,
     doc_md=__doc__,

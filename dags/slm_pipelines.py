@@ -1,4 +1,4 @@
-"""One DAG per pipeline config in include/configs/pipelines/ (see slmops.pipeline.pipelines).
+"""One DAG per pipeline config in include/configs/pipelines/ (slmops.pipeline.configs).
 
 A config that fails to load is an import error naming the file and the field. Set
 $SLMOPS_PIPELINES_DIR to read the configs from another folder.
@@ -9,24 +9,24 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, CronTriggerTimetable
+from airflow.sdk import DAG, Asset, AssetOrTimeSchedule
 
+from slmops.pipeline.configs.pipelines import PIPELINES_DIR, PipelineSpec, load_pipelines
 from slmops.pipeline.params import FORM_SECTIONS, PipelineParams
-from slmops.pipeline.pipelines import PIPELINES_DIR, PipelineSpec, load_pipelines
 from slmops.pipeline.publish import data_asset_uri
 from slmops_airflow.form import trigger_form
-from slmops_airflow.pipeline import DEFAULT_ARGS, finetune_pipeline
+from slmops_airflow.pipeline import DEFAULT_ARGS, cron_timetable, finetune_pipeline
 
 
 def _schedule(spec: PipelineSpec):
+    timetable = cron_timetable(spec.schedule) if spec.schedule else None
     if not spec.on_data_change:
-        return spec.schedule
+        return timetable
     assets = [Asset(data_asset_uri(name)) for name in spec.params.data_files or []]
     if not assets:
         raise ValueError("on_data_change needs params.data_files (their Assets start the DAG)")
-    if spec.schedule is None:
+    if timetable is None:
         return assets
-    timetable = CronTriggerTimetable(spec.schedule, timezone="UTC")
     return AssetOrTimeSchedule(timetable=timetable, assets=assets)
 
 

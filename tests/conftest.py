@@ -84,7 +84,7 @@ def write_jsonl(tmp_path):
 def finetune_config(tmp_path, tiny_model_dir, write_jsonl):
     """A factory of short fine-tuning configs on the tiny model and 120 tone rows."""
     from slmops.testing import TONE_TEMPLATE, tone_rows
-    from slmops.training_config import FinetuneConfig
+    from slmops.training.config import FinetuneConfig
 
     data = write_jsonl(tone_rows(120), "tones.jsonl")
 
@@ -110,8 +110,8 @@ def finetune_config(tmp_path, tiny_model_dir, write_jsonl):
 def _trained_run(tmp_path_factory, tiny_model_dir, name, rows, **settings):
     """A finished run of the tiny model on ``rows`` (tone template, a quarter held out)."""
     from slmops.testing import TONE_TEMPLATE
-    from slmops.training import run as train
-    from slmops.training_config import FinetuneConfig
+    from slmops.training.config import FinetuneConfig
+    from slmops.training.run import run as train
 
     folder = tmp_path_factory.mktemp(name)
     data = folder / "rows.jsonl"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from slmops.config import ConfigError
+from slmops.errors import ConfigError
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from slmops_airflow._stage import StageOperator, failing_clearly
 
 
 class FineTuneOperator(StageOperator):
-    """Train with ``config`` (``slmops.training_config.FinetuneConfig`` fields; its
+    """Train with ``config`` (``slmops.training.config.FinetuneConfig`` fields; its
     ``output_path`` is the run folder). A retry resumes from the last checkpoint, and a
     finished run with the same settings is reused rather than trained again. Route it to
     GPU workers with ``queue="gpu"``.

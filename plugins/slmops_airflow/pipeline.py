@@ -8,11 +8,12 @@ slm_finetune, slm_finetune_on_data_change, slm_hpo and the config-driven DAGs sh
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass
 from typing import Any
 
 import pendulum
-from airflow.sdk import BaseOperator, task
+from airflow.sdk import BaseOperator, CronTriggerTimetable, task
 
 from slmops_airflow.champion import ChallengeChampionOperator
 from slmops_airflow.evaluate import EvaluateModelOperator
@@ -25,6 +26,14 @@ from slmops_airflow.validate import ValidateDatasetOperator
 
 DEFAULT_ARGS = {"retries": 1, "retry_delay": pendulum.duration(seconds=30)}
 START_DATE = pendulum.datetime(2026, 1, 1, tz="UTC")
+
+
+def cron_timetable(expression: str) -> CronTriggerTimetable:
+    """A UTC cron schedule whose first run is the next slot. Airflow 3.3 treats the default
+    ``run_immediately=False`` like None (it runs the slot that passed less than a tenth of
+    the period ago: a weekly DAG unpaused on a Monday afternoon would retrain at once), so
+    say "never" as a zero window."""
+    return CronTriggerTimetable(expression, timezone="UTC", run_immediately=datetime.timedelta(0))
 
 
 @dataclass

@@ -38,7 +38,8 @@ class PublishModelOperator(BaseOperator):
 
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from slmops.pipeline.publish import NotPromoted, publish
+        from slmops.errors import NotPromoted
+        from slmops.pipeline.publish import publish
 
         try:
             with failing_clearly():

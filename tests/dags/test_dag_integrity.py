@@ -234,19 +234,27 @@ def test_a_wrong_pipeline_config_is_an_import_error_naming_file_and_field(tmp_pa
 
 
 @pytest.mark.parametrize("dag_id", ["slm_finetune_on_data_change", "slm_tone"])
-def test_unpausing_a_cron_dag_waits_for_its_next_slot(dagbag, dag_id):
+def test_unpausing_a_cron_dag_waits_for_its_next_slot(dagbag, dag_id, monkeypatch):
     """No start_date, so the first scheduled run is the next cron time: unpausing does
-    not start a retraining at once for the slot that has just passed."""
+    not start a retraining at once for the slot that has just passed. Checked on a Monday
+    ten hours after the weekly 03:00 slot, where Airflow's default (run_immediately=False)
+    still runs that slot at once."""
     import pendulum
+    from airflow.timetables import trigger
     from airflow.timetables.base import TimeRestriction
     from airflow.timetables.trigger import CronTriggerTimetable
+
+    monday_afternoon = pendulum.datetime(2026, 11, 30, 13, 25, tz="UTC")
+    monkeypatch.setattr(trigger, "utcnow", lambda: monday_afternoon)
 
     dag = dagbag.dags[dag_id]
     assert dag.start_date is None and not dag.catchup
     cron = getattr(dag.timetable, "timetable", dag.timetable)  # inside AssetOrTimeSchedule
-    scheduler_side = CronTriggerTimetable(cron.expression, timezone="UTC")
+    scheduler_side = CronTriggerTimetable(
+        cron.expression, timezone="UTC", run_immediately=cron.run_immediately
+    )
     first = scheduler_side.next_dagrun_info(
         last_automated_data_interval=None,
         restriction=TimeRestriction(earliest=dag.start_date, latest=None, catchup=dag.catchup),
     )
-    assert first.run_after > pendulum.now("UTC")
+    assert first.run_after == pendulum.datetime(2026, 12, 7, 3, 0, tz="UTC")

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from slmops.pipeline import locations, stages
-from slmops.pipeline.pipelines import PIPELINES_DIR, load_pipelines
+from slmops.pipeline.configs.pipelines import PIPELINES_DIR, load_pipelines
 from slmops.pipeline.plan import prepare
 from slmops.testing import GUIDE_OLIVE_CONFIG
 

@@ -7,10 +7,10 @@ import importlib.util
 import pytest
 import torch
 
-from slmops import adapters
-from slmops.config import ConfigError
 from slmops.devices import place
+from slmops.errors import ConfigError
 from slmops.models import load_causal_lm
+from slmops.training import adapters
 
 LLAMA_PROJECTIONS = ["down_proj", "gate_proj", "k_proj", "o_proj", "q_proj", "up_proj", "v_proj"]
 

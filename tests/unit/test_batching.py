@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from slmops.batching import (
+from slmops.data.batching import (
     IGNORE_INDEX,
     TOKEN_COUNT,
     Encoded,
@@ -15,7 +15,7 @@ from slmops.batching import (
     encode_examples,
     pack,
 )
-from slmops.formatting import Example
+from slmops.data.formatting import Example
 
 
 def test_prompt_tokens_are_masked_and_the_answer_ends_with_eos(tiny_tokenizer):

@@ -6,9 +6,10 @@ import os
 
 import pytest
 
-from slmops.benchmark import Subject, measure, size_on_disk, with_speedups
+from slmops.export.benchmark import Subject, measure, size_on_disk, with_speedups
 from slmops.export.parity import agreement_prompts, token_agreement
-from slmops.export.runtime import TorchRunner, cpu_threads
+from slmops.export.runners import cpu_threads
+from slmops.export.runners.pytorch import TorchRunner
 from slmops.models import load_causal_lm, load_padding_tokenizer
 
 

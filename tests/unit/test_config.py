@@ -3,16 +3,10 @@
 import pytest
 from pydantic import ValidationError
 
-from slmops.config import (
-    SUITES_DIR,
-    ConfigError,
-    DataConfig,
-    SuiteConfig,
-    decode_escapes,
-    load_suite,
-    load_yaml_model,
-    template_placeholders,
-)
+from slmops.config import load_yaml_model
+from slmops.data.config import DataConfig, decode_escapes, template_placeholders
+from slmops.errors import ConfigError
+from slmops.validation.suites import SUITES_DIR, SuiteConfig, load_suite
 
 BASE = {"data_files": "a.jsonl", "text_field": "text"}
 

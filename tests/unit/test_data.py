@@ -6,10 +6,10 @@ from collections import Counter
 import pandas as pd
 import pytest
 
-from slmops.config import DataConfig
-from slmops.data import load_hub_splits, load_splits, prepare
-from slmops.formatting import FormatError
-from slmops.readers import LINE, DataError
+from slmops.data.config import DataConfig
+from slmops.data.loading import load_hub_splits, load_splits, prepare
+from slmops.data.readers import LINE
+from slmops.errors import DataError, FormatError
 from slmops.testing import TONES, tone_rows
 
 

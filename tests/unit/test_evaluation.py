@@ -1,4 +1,4 @@
-"""``slmops.evaluation.run`` on real fine-tuning runs of the tiny model."""
+"""``slmops.evaluation.run.run`` on real fine-tuning runs of the tiny model."""
 
 from __future__ import annotations
 
@@ -8,11 +8,9 @@ import math
 import pytest
 from sklearn.metrics import accuracy_score, f1_score
 
-from slmops.adapters import AdapterMismatch
-from slmops.config import ConfigError
-from slmops.evaluation import run
-from slmops.evaluation_config import EvaluateConfig, config_for_run, defaults_from_run
-from slmops.gates import GateFailure
+from slmops.errors import AdapterMismatch, ConfigError, GateFailure
+from slmops.evaluation.config import EvaluateConfig, config_for_run, defaults_from_run
+from slmops.evaluation.run import run
 from slmops.testing import build_tiny_llama, tone_rows
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -263,7 +261,7 @@ def test_rerun_replaces_the_folder_whole(tone_run, tmp_path):
 def test_a_qlora_adapter_is_evaluated_on_a_full_precision_base(finetune_config, tmp_path):
     """The adapter trained against 4-bit weights is applied to the float32 base, as the
     merged model and the exports see it."""
-    from slmops.training import run as train
+    from slmops.training.run import run as train
 
     result = train(finetune_config(method="qlora", merge_adapter=False, max_steps=3))
     summary = run(

@@ -7,8 +7,8 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from slmops.config import ConfigError
-from slmops.evaluation_config import (
+from slmops.errors import ConfigError
+from slmops.evaluation.config import (
     EvaluateConfig,
     GateThresholds,
     config_for_run,

@@ -9,9 +9,9 @@ import onnx
 import pytest
 import torch
 
+from slmops.errors import GenerationError, RuntimeLoadError
 from slmops.export.fallback import ExportError, export_with_torch
-from slmops.export.ort_runner import GenerationError, OrtCausalLM
-from slmops.export.runtime import RuntimeLoadError
+from slmops.export.runners.ort import OrtCausalLM
 from slmops.testing import build_tiny_gpt2, build_tiny_llama, build_tokenizer
 
 PROMPTS = [

@@ -7,12 +7,11 @@ import json
 import pytest
 from transformers import AutoTokenizer
 
-from slmops.adapters import AdapterMismatch
 from slmops.cli import main
-from slmops.config import ConfigError
+from slmops.errors import AdapterMismatch, ConfigError, GateFailure
 from slmops.export.optimize import optimize
-from slmops.export.runtime import GenaiRunner, encode_prompts, greedy_answers, open_exported
-from slmops.gates import GateFailure
+from slmops.export.runners import encode_prompts, greedy_answers, open_exported
+from slmops.export.runners.genai import GenaiRunner
 from slmops.inference import greedy_token_ids
 from slmops.models import load_causal_lm, load_padding_tokenizer
 from slmops.testing import build_tiny_gpt2, build_tiny_llama

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from slmops.cli import main
-from slmops.config import ConfigError
+from slmops.errors import ConfigError
 from slmops.export.config import AutoOptConfig, GenerateAdapterConfig, parse_key_values
 from slmops.export.targets import TARGETS, resolve_target
 

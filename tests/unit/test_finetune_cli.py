@@ -10,7 +10,7 @@ import pytest
 from slmops.cli import main
 from slmops.config import read_yaml_mapping
 from slmops.testing import TONE_TEMPLATE, tone_rows
-from slmops.training_config import FinetuneConfig
+from slmops.training.config import FinetuneConfig
 
 RUN_CONFIGS = sorted(
     (Path(__file__).parents[2] / "include" / "configs" / "finetune").glob("*.yaml")

@@ -2,8 +2,9 @@
 
 import pytest
 
-from slmops.config import DataConfig
-from slmops.formatting import FormatError, RowFormatter
+from slmops.data.config import DataConfig
+from slmops.data.formatting import RowFormatter
+from slmops.errors import FormatError
 
 # The three templates of the reference guide, exactly as typed in its shell examples
 # (inside double quotes a shell passes \n as two characters).

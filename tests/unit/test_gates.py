@@ -2,11 +2,11 @@
 
 import pytest
 
-from slmops.gates import (
+from slmops.errors import GateFailure
+from slmops.evaluation.gates import (
     EXPORT_REMEDIES,
     OVERFITTING_REMEDIES,
     UNDERFITTING_REMEDIES,
-    GateFailure,
     GateRecord,
     export_degradation,
     failed,

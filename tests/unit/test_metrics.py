@@ -14,7 +14,8 @@ from sklearn.metrics import (
     recall_score,
 )
 
-from slmops.metrics import SHIPPED, MetricError, load_metric, metric_path
+from slmops.errors import MetricError
+from slmops.evaluation.metrics import SHIPPED, load_metric, metric_path
 
 # A 3-class sample with some of every kind of error.
 REFERENCES = [0, 1, 2, 2, 1, 0, 2, 1, 0, 2, 1, 1]

@@ -7,14 +7,14 @@ import shutil
 
 import pytest
 
-from slmops.adapters import AdapterMismatch, apply_adapter
 from slmops.cli import main
-from slmops.config import ConfigError
+from slmops.errors import AdapterMismatch, ConfigError
 from slmops.export.multi_adapter import generate_adapters, open_multi_adapter
-from slmops.export.runtime import encode_prompts, greedy_answers
+from slmops.export.runners import encode_prompts, greedy_answers
 from slmops.inference import decode_answers, greedy_token_ids
 from slmops.models import load_causal_lm, load_padding_tokenizer
 from slmops.testing import TONE_TEMPLATE, build_tiny_llama, tone_rows
+from slmops.training.adapters import apply_adapter
 
 ROWS = tone_rows(48)[:4]
 PROMPTS = [TONE_TEMPLATE.split("{tone}")[0].format(phrase=row["phrase"]) for row in ROWS]

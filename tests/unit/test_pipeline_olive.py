@@ -7,10 +7,9 @@ import json
 import pytest
 import yaml
 
-from slmops.config import ConfigError
-from slmops.errors import ModelError
-from slmops.pipeline.module_names import map_module_names, module_names
-from slmops.pipeline.olive import from_olive, is_olive_config
+from slmops.errors import ConfigError, ModelError
+from slmops.pipeline.configs.module_names import map_module_names, module_names
+from slmops.pipeline.configs.olive import from_olive, is_olive_config
 from slmops.pipeline.params import PipelineParams
 from slmops.testing import GUIDE_OLIVE_CONFIG
 
@@ -426,7 +425,7 @@ def test_unreadable_models_say_what_to_do(tmp_path):
 def test_header_names_agree_with_the_loaded_models(tiny_model_dir, gpt2_dir):
     from transformers import AutoModelForCausalLM
 
-    from slmops.adapters import linear_layer_names
+    from slmops.training.adapters import linear_layer_names
 
     for folder in (tiny_model_dir, gpt2_dir):
         model = AutoModelForCausalLM.from_pretrained(folder)

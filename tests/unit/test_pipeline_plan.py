@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from slmops.config import ConfigError
+from slmops.errors import ConfigError
 from slmops.pipeline import locations
 from slmops.pipeline.params import FORM_SECTIONS, PipelineParams
 from slmops.pipeline.plan import evaluate_config, prepare, read_plan

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from slmops.config import ConfigError
+from slmops.errors import ConfigError
 from slmops.pipeline.hpo import plan_trials
 from slmops.pipeline.multi_adapter import plan_adapters
 from slmops.testing import TONE_TEMPLATE, tiny_pipeline_data, tiny_pipeline_params

@@ -9,9 +9,10 @@ import sys
 
 import pytest
 
+from slmops.errors import PublishError
 from slmops.pipeline import locations
 from slmops.pipeline.plan import prepare
-from slmops.pipeline.publish import PublishError, publish
+from slmops.pipeline.publish import publish
 from slmops.pipeline.summary import collect, latest_run, write
 
 RUN_ID = "manual__2026-11-29T10:00:00+00:00"

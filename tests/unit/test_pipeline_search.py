@@ -7,16 +7,9 @@ import math
 import pytest
 import yaml
 
-from slmops.config import ConfigError
+from slmops.errors import ConfigError, SearchError
+from slmops.pipeline.configs.search import SEARCHABLE, best_trial, load_search, trials, trials_table
 from slmops.pipeline.params import PipelineParams
-from slmops.pipeline.search import (
-    SEARCHABLE,
-    SearchError,
-    best_trial,
-    load_search,
-    trials,
-    trials_table,
-)
 
 # The reference guide's hyperparameter-search.yaml, byte for byte: two of its blank lines
 # hold two spaces (written \x20 here so the source has no trailing whitespace).

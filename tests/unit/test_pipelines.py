@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from slmops.config import ConfigError
-from slmops.pipeline.pipelines import load_pipeline, load_pipelines
+from slmops.errors import ConfigError
+from slmops.pipeline.configs.pipelines import load_pipeline, load_pipelines
 
 
 def write(folder, name, text):

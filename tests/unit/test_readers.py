@@ -5,7 +5,8 @@ import json
 import pandas as pd
 import pytest
 
-from slmops.readers import LINE, SOURCE, DataError, expand_paths, folder_files, read_file
+from slmops.data.readers import LINE, SOURCE, expand_paths, folder_files, read_file
+from slmops.errors import DataError
 
 
 def test_jsonl_rows_keep_their_line_numbers_and_skip_blank_lines(tmp_path):

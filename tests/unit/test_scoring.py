@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from slmops.formatting import Example
-from slmops.scoring import (
+from slmops.data.formatting import Example
+from slmops.evaluation.scoring import (
     classification_metrics,
     generation_metrics,
     label_of,
@@ -80,7 +80,7 @@ def test_special_tokens_are_removed_from_references(tiny_tokenizer):
 def test_eval_loss_is_the_token_weighted_completion_loss(tiny_model_dir):
     import torch
 
-    from slmops.batching import encode_examples
+    from slmops.data.batching import encode_examples
     from slmops.models import load_causal_lm, load_padding_tokenizer
 
     tokenizer = load_padding_tokenizer(str(tiny_model_dir))

@@ -10,12 +10,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from slmops.config import ConfigError
-from slmops.data import prepare
-from slmops.errors import ModelError
+from slmops.data.loading import prepare
+from slmops.errors import ConfigError, DataError, ModelError, TrainingError
 from slmops.models import load_causal_lm, load_tokenizer
-from slmops.readers import DataError
-from slmops.training import TrainingError, run
+from slmops.training.run import run
 
 
 def adapter_weights(run_dir):
@@ -193,7 +191,7 @@ HOOK_MODULE = textwrap.dedent(
     '''
     import torch
 
-    from slmops.trainer import shifted_cross_entropy
+    from slmops.training.trainer import shifted_cross_entropy
 
     TRAINING_LOSSES = []
 
@@ -327,7 +325,7 @@ def test_qlora_without_bitsandbytes_fails_before_anything_is_written(finetune_co
 def test_a_second_process_on_the_same_folder_is_refused(finetune_config):
     from filelock import FileLock
 
-    from slmops.training_runs import LOCK_NAME
+    from slmops.layout import LOCK_NAME
 
     config = finetune_config(max_steps=1, eval_steps=1)
     config.output_path.mkdir(parents=True)

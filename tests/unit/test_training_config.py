@@ -7,8 +7,8 @@ from pydantic import ValidationError
 
 from slmops.cli import build_parser
 from slmops.commands import config_from_args
-from slmops.config import ConfigError
-from slmops.training_config import FinetuneConfig
+from slmops.errors import ConfigError
+from slmops.training.config import FinetuneConfig
 
 BASE = {"data_files": "d.jsonl", "text_field": "text", "output_path": "out"}
 

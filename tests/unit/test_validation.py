@@ -4,11 +4,12 @@ import json
 
 import pytest
 
-from slmops.config import DataConfig, SuiteConfig
-from slmops.data import DataError
-from slmops.formatting import FormatError
+from slmops.data.config import DataConfig
+from slmops.data.loading import DataError
+from slmops.errors import FormatError, ValidationFailed
 from slmops.testing import TONES, tone_rows
-from slmops.validation import ValidationFailed, validate
+from slmops.validation.runner import validate
+from slmops.validation.suites import SuiteConfig
 
 TEMPLATE = "{phrase} => {tone}"
 SUITE = SuiteConfig(

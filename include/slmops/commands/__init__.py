@@ -107,7 +107,8 @@ def config_from_args(
     takes the data settings out of a whole run config). ``defaults_for(given)`` supplies
     values under the file's and the flags' (``slmops evaluate`` takes a run's settings).
     """
-    from slmops.config import ConfigError, describe_validation_error, read_yaml_mapping
+    from slmops.config import describe_validation_error, read_yaml_mapping
+    from slmops.errors import ConfigError
 
     file_values = read_yaml_mapping(config_file) if config_file else {}
     unknown = sorted(set(file_values) - set(model.model_fields))

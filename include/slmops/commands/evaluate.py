@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 from slmops.commands import add_config_arguments, config_from_args, log_to_stderr
-from slmops.config import DataConfig
-from slmops.evaluation_config import EvaluateConfig, GateThresholds
+from slmops.data.config import DataConfig
+from slmops.evaluation.config import EvaluateConfig, GateThresholds
 
 
 def register(subparsers) -> None:
@@ -44,13 +44,13 @@ def register(subparsers) -> None:
 
 
 def _run_defaults(given: dict) -> dict:
-    from slmops.evaluation_config import defaults_from_run
+    from slmops.evaluation.config import defaults_from_run
 
     return defaults_from_run(Path(given["run_path"]), given) if given.get("run_path") else {}
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from slmops.evaluation import run
+    from slmops.evaluation.run import run
 
     config = config_from_args(
         EvaluateConfig, args, config_file=args.config, defaults_for=_run_defaults

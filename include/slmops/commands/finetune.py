@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 from slmops.commands import add_config_arguments, config_from_args, log_to_stderr
-from slmops.config import DataConfig
-from slmops.training_config import FinetuneConfig
+from slmops.data.config import DataConfig
+from slmops.training.config import FinetuneConfig
 
 
 def register(subparsers) -> None:
@@ -40,7 +40,7 @@ def register(subparsers) -> None:
 
 
 def _finetune(args: argparse.Namespace) -> int:
-    from slmops.training import run
+    from slmops.training.run import run
 
     config = config_from_args(FinetuneConfig, args, config_file=args.config)
     result = run(config, log=log_to_stderr)

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from slmops.commands import log_to_stderr
-from slmops.config import ConfigError
+from slmops.errors import ConfigError
 
 
 def register(subparsers) -> None:
@@ -40,7 +40,7 @@ def register(subparsers) -> None:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from slmops.export.runtime import is_exported_folder
+    from slmops.export.runners import is_exported_folder
 
     folder = Path(args.model_name_or_path)
     if is_exported_folder(folder):
@@ -80,7 +80,7 @@ def _onnx_completions(folder: Path, args: argparse.Namespace) -> list[str]:
     from transformers import AutoTokenizer
 
     from slmops.export.multi_adapter import MANIFEST, open_multi_adapter
-    from slmops.export.runtime import encode_prompts, greedy_answers, open_exported
+    from slmops.export.runners import encode_prompts, greedy_answers, open_exported
     from slmops.inference import decode_answers
 
     tokenizer = AutoTokenizer.from_pretrained(folder)  # the export keeps its tokenizer

@@ -27,8 +27,9 @@ def register(subparsers) -> None:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from slmops.layout import SUMMARY_NAME
     from slmops.pipeline import locations, multi_adapter
-    from slmops.pipeline.summary import SUMMARY_NAME, collect, key_numbers, latest_run
+    from slmops.pipeline.summary import collect, key_numbers, latest_run
 
     root = locations.artifacts_root(str(args.artifacts_root) if args.artifacts_root else None)
     run = args.run_path or latest_run(root)

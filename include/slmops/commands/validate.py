@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from slmops.commands import add_config_arguments, config_from_args, log_to_stderr
-from slmops.config import DataConfig
+from slmops.data.config import DataConfig
 from slmops.model_store import DEFAULT_MODEL
 
 
@@ -49,8 +49,9 @@ def register(subparsers) -> None:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from slmops.config import SuiteConfig, load_suite, read_yaml_mapping
-    from slmops.validation import run
+    from slmops.config import read_yaml_mapping
+    from slmops.validation.runner import run
+    from slmops.validation.suites import SuiteConfig, load_suite
 
     data_config = config_from_args(
         DataConfig, args, config_file=args.config, ignore_other_keys=True

@@ -12,14 +12,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from slmops.config import ConfigError, split_commas
-from slmops.evaluation_config import GateThresholds
+from slmops.config import split_commas
+from slmops.errors import ConfigError
+from slmops.evaluation.config import GateThresholds
 from slmops.export.targets import PRECISIONS, TARGETS, Target, resolve_target
-
-ONNX_FOLDER = "onnx"  # RUN_PATH/onnx/<target> when no --output_path is given
-EXPORT_RECORD = "export.json"
-PARITY_NAME = "parity.json"
-BENCHMARK_NAME = "benchmark.json"
+from slmops.layout import ONNX_FOLDER
 
 
 def parse_key_values(value):

@@ -11,8 +11,9 @@ import shutil
 import time
 from pathlib import Path
 
+from slmops.errors import BuilderUnsupported
 from slmops.export import MODEL_FILE
-from slmops.export.genai_builder import BUILD_LOG, BuilderUnsupported, build_with_genai
+from slmops.export.genai_builder import BUILD_LOG, build_with_genai
 from slmops.export.quantize import quantize_int8_dynamic
 from slmops.export.targets import Target
 from slmops.progress import Log, no_log

@@ -10,7 +10,7 @@ nothing about batch size, prompt length, padding or cache length is frozen into 
 The graph then goes through onnxruntime's transformer optimizer, is checked against
 PyTorch (fp32 must match; the unoptimized graph is kept when the optimized one does not),
 and is converted to the requested precision. ``slmops_onnx.json`` describes the result for
-``slmops.export.ort_runner.OrtCausalLM``.
+``slmops.export.runners.ort.OrtCausalLM``.
 """
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ import tempfile
 import warnings
 from pathlib import Path
 
+from slmops.errors import ExportError
 from slmops.export import MODEL_FILE
-from slmops.export.genai_builder import ExportError
-from slmops.export.ort_runner import FORMAT, METADATA_FILE, OrtCausalLM
+from slmops.export.runners.base import FORMAT, METADATA_FILE
+from slmops.export.runners.ort import OrtCausalLM
 from slmops.progress import Log
 
 PRECISIONS = ("fp32", "fp16", "int8", "int4")

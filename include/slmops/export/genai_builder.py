@@ -12,20 +12,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-from slmops.errors import SlmopsError
+from slmops.errors import BuilderUnsupported, ExportError
 from slmops.progress import Log, no_log
 
 BUILD_LOG = "build.log"
 _UNSUPPORTED_MARK = "is not currently supported"
 _LOG_TAIL_LINES = 12
-
-
-class BuilderUnsupported(SlmopsError):
-    """The builder does not know this model's architecture."""
-
-
-class ExportError(SlmopsError):
-    """A model could not be exported to ONNX."""
 
 
 def build_with_genai(

@@ -22,14 +22,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from slmops.adapters import (
-    AdapterMismatch,
-    adapter_base_name,
-    check_adapter_fits,
-    check_adapter_folder,
-)
 from slmops.artifacts import atomic_directory, atomic_write_json
-from slmops.config import ConfigError
+from slmops.errors import AdapterMismatch, ConfigError
 from slmops.export import MODEL_FILE
 from slmops.export.config import require_parent
 from slmops.export.genai_builder import BUILD_LOG, build_with_genai
@@ -37,6 +31,7 @@ from slmops.export.quantize import load_model, quantize_int8_dynamic, save_model
 from slmops.export.targets import DEFAULT_TARGET, Target, resolve_target
 from slmops.models import resolve
 from slmops.progress import Log, no_log
+from slmops.training.adapters import adapter_base_name, check_adapter_fits, check_adapter_folder
 
 ADAPTER_SUFFIX = ".onnx_adapter"
 MANIFEST = "adapters.json"
@@ -355,7 +350,7 @@ def _manifest(
 def open_multi_adapter(folder: Path, *, device: str = "cpu"):
     """A GenaiRunner over a multi-adapter folder with every adapter of adapters.json
     loaded; pick one per request with ``stream_ids(..., adapter=NAME)``."""
-    from slmops.export.runtime import GenaiRunner
+    from slmops.export.runners.genai import GenaiRunner
 
     folder = Path(folder)
     manifest_path = folder / MANIFEST

@@ -21,23 +21,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from slmops import gates
-from slmops.adapters import check_adapter_fits, check_adapter_folder, merge_into_base
 from slmops.artifacts import atomic_directory, atomic_write_json
-from slmops.benchmark import Subject, measure, size_on_disk, with_speedups
-from slmops.evaluation import EvalPlan
-from slmops.evaluation import plan as evaluation_plan
-from slmops.evaluation_config import config_for_run, read_run_metrics
+from slmops.errors import GateFailure
+from slmops.evaluation import gates
+from slmops.evaluation.config import config_for_run, read_run_metrics
+from slmops.evaluation.gates import GateRecord
+from slmops.evaluation.run import EvalPlan
+from slmops.evaluation.run import plan as evaluation_plan
 from slmops.export import parity
-from slmops.export.config import BENCHMARK_NAME, EXPORT_RECORD, PARITY_NAME, AutoOptConfig
+from slmops.export.benchmark import Subject, measure, size_on_disk, with_speedups
+from slmops.export.config import AutoOptConfig
 from slmops.export.exporter import export_model
 from slmops.export.report import write_report
-from slmops.export.runtime import encode_prompts
+from slmops.export.runners import encode_prompts
 from slmops.export.targets import DEFAULT_TARGET, Target
-from slmops.gates import GateFailure, GateRecord
+from slmops.layout import ADAPTER, BENCHMARK_NAME, EXPORT_RECORD, MERGED, PARITY_NAME
 from slmops.models import ResolvedModel, load_padding_tokenizer, quiet_libraries, resolve
 from slmops.progress import Log, no_log
-from slmops.training_runs import ADAPTER, MERGED
+from slmops.training.adapters import check_adapter_fits, check_adapter_folder, merge_into_base
 
 PYTORCH_LABEL = "pytorch-fp32"
 
@@ -76,7 +77,8 @@ def optimize(
     (adapter_path, run_path, parity, benchmark, max_export_degradation...)."""
     from pydantic import ValidationError
 
-    from slmops.config import ConfigError, describe_validation_error
+    from slmops.config import describe_validation_error
+    from slmops.errors import ConfigError
 
     try:
         config = AutoOptConfig(

@@ -16,12 +16,13 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from slmops import gates
-from slmops.evaluation import EvalPlan, score_answers
-from slmops.evaluation_config import LOWER_IS_BETTER
-from slmops.export.runtime import TorchRunner, encode_prompts, greedy_answers, open_exported
+from slmops.evaluation import gates
+from slmops.evaluation.config import LOWER_IS_BETTER
+from slmops.evaluation.gates import GateRecord
+from slmops.evaluation.run import EvalPlan, score_answers
+from slmops.export.runners import encode_prompts, greedy_answers, open_exported
+from slmops.export.runners.pytorch import TorchRunner
 from slmops.export.targets import Target
-from slmops.gates import GateRecord
 from slmops.inference import decode_answers, greedy_token_ids
 from slmops.models import load_causal_lm
 from slmops.progress import Log, no_log

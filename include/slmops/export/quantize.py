@@ -87,6 +87,10 @@ def quantize_int8_dynamic(source: Path, target: Path, *, exclude_nodes: Iterable
             op_types_to_quantize=["MatMul"],
             weight_type=QuantType.QInt8,
             per_channel=True,
+            # 7-bit weights: on CPUs without VNNI (AVX2 only, as here) onnxruntime's u8 x s8
+            # kernel saturates with 8-bit per-channel weights; measured on the tiny GPT-2 of
+            # test_export_fallback, relative logits error 0.218 -> 0.061.
+            reduce_range=True,
             nodes_to_exclude=list(exclude_nodes),
             use_external_data_format=True,
         )

@@ -14,14 +14,12 @@ import gc
 from pathlib import Path
 
 from slmops.artifacts import atomic_write_json, read_json_if_any
-from slmops.evaluation_config import LOWER_IS_BETTER
-from slmops.export.config import EXPORT_RECORD, ONNX_FOLDER
-from slmops.pipeline.plan import FINETUNE_DIR, evaluate_config, read_plan
+from slmops.evaluation.config import LOWER_IS_BETTER
+from slmops.layout import CHAMPION_DIR, DECISION_NAME, EXPORT_RECORD, FINETUNE_DIR, ONNX_FOLDER
+from slmops.pipeline.plan import evaluate_config, read_plan
 from slmops.progress import Log, no_log
 from slmops.report import cell
 
-CHAMPION_DIR = "champion"
-DECISION_NAME = "decision.json"
 PROMOTE = "promote"
 KEEP = "keep"
 
@@ -71,7 +69,7 @@ def challenge(run_dir: Path, *, log: Log = no_log) -> dict:
         return _write(run_dir, decision, log)
 
     target = common[0]
-    from slmops.evaluation import plan as evaluation_plan
+    from slmops.evaluation.run import plan as evaluation_plan
 
     eval_plan = evaluation_plan(evaluate_config(plan["evaluate"]), log)
     primary = eval_plan.primary
@@ -121,7 +119,7 @@ def _score(folder: Path, eval_plan) -> float:
     from transformers import AutoTokenizer
 
     from slmops.export.parity import score_exported
-    from slmops.export.runtime import open_exported
+    from slmops.export.runners import open_exported
 
     runner = open_exported(folder)
     tokenizer = AutoTokenizer.from_pretrained(folder)  # an export keeps its tokenizer

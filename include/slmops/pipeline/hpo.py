@@ -1,7 +1,7 @@
 """Hyperparameter search as short trials, then the whole pipeline with the best settings.
 
 ``plan_trials`` turns the run's params plus a search (the reference guide's
-``hyperparameter-search.yaml`` format, see ``slmops.pipeline.search``) into one plan per
+``hyperparameter-search.yaml`` format, see ``slmops.pipeline.configs.search``) into one plan per
 trial, each in RUN_DIR/trials/NN/ and trained for ``trial_max_steps``. ``run_trial``
 trains and scores one (a failed trial is recorded, not raised, so the others still
 count). ``select_best`` picks the trial with the best primary metric on the held-out
@@ -19,15 +19,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from slmops.artifacts import atomic_write_json, read_json_if_any
 from slmops.errors import SlmopsError
-from slmops.pipeline import locations, search
+from slmops.layout import HPO_DIR, TRIAL_NAME, TRIALS_DIR, TRIALS_NAME
+from slmops.pipeline import locations
+from slmops.pipeline.configs import search
 from slmops.pipeline.params import split_settings
 from slmops.pipeline.plan import prepare, write_plan
 from slmops.progress import Log, no_log
-
-HPO_DIR = "hpo"
-TRIALS_DIR = "trials"
-TRIALS_NAME = "trials.json"
-TRIAL_NAME = "trial.json"
 
 # A small space that suits the demo's LoRA run; the form shows it as JSON to edit.
 DEFAULT_SEARCH = {
@@ -154,7 +151,7 @@ def run_trial(trial: dict, *, log: Log = no_log) -> dict:
 
 def select_best(run_dir: Path, results: list[dict], *, log: Log = no_log) -> dict:
     """Pick the best trial, write the trials table, return the full run's params."""
-    from slmops.evaluation_config import LOWER_IS_BETTER
+    from slmops.evaluation.config import LOWER_IS_BETTER
 
     run_dir = Path(run_dir)
     plan = json.loads((run_dir / HPO_DIR / "plan.json").read_text(encoding="utf-8"))

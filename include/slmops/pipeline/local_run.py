@@ -37,8 +37,8 @@ class RunConfig:
 
 def load_run_config(path: Path) -> RunConfig:
     """Read a pipeline config or an Olive-style config; errors name the file and field."""
-    from slmops.pipeline import olive
-    from slmops.pipeline.pipelines import load_pipeline
+    from slmops.pipeline.configs import olive
+    from slmops.pipeline.configs.pipelines import load_pipeline
 
     path = Path(path)
     raw = read_yaml_mapping(path)
@@ -80,7 +80,7 @@ def run_pipeline(
 ) -> dict:
     """Run every stage; returns the run's summary. Raises the first stage's error after
     writing the report (so a failed run still explains itself)."""
-    from slmops.pipeline.publish import NotPromoted
+    from slmops.errors import NotPromoted
     from slmops.pipeline.publish import publish as publish_run
 
     run_id = run_id or time.strftime("local__%Y-%m-%dT%H-%M-%S", time.gmtime())

@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 
 from slmops.artifacts import slmops_home, source_checkout_root
-from slmops.config import ConfigError
+from slmops.errors import ConfigError
 
 ARTIFACTS_ENV = "SLMOPS_ARTIFACTS_ROOT"
 DATA_ROOTS_ENV = "SLMOPS_DATA_ROOTS"

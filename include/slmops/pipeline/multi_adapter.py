@@ -19,24 +19,23 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from slmops.artifacts import atomic_write_json, read_json_if_any
-from slmops.config import ConfigError, describe_validation_error
-from slmops.evaluation_config import EVALUATION_FOLDER, EVALUATION_NAME
+from slmops.config import describe_validation_error
+from slmops.errors import ConfigError
+from slmops.layout import (
+    ADAPTERS_DIR,
+    EVALUATION_FOLDER,
+    EVALUATION_NAME,
+    FINETUNE_DIR,
+    MULTI_DIR,
+    PLAN_NAME,
+    REPORT_DIR,
+    SCORES_NAME,
+)
 from slmops.pipeline import locations
 from slmops.pipeline.params import TargetName, parse, split_settings
-from slmops.pipeline.plan import (
-    FINETUNE_DIR,
-    REPORT_DIR,
-    evaluate_config,
-    prepare,
-    write_plan,
-)
+from slmops.pipeline.plan import evaluate_config, prepare, write_plan
 from slmops.progress import Log, no_log
 from slmops.report import Document, cell, verdict
-
-ADAPTERS_DIR = "adapters"
-MULTI_DIR = "multi_adapter"
-MULTI_PLAN = "plan.json"
-SCORES_NAME = "scores.json"
 
 
 class AdapterSpec(BaseModel):
@@ -148,7 +147,7 @@ def plan_adapters(
     }
     for plan in planned:  # every adapter checked: now write them
         write_plan(plan)
-    atomic_write_json(run_dir / MULTI_DIR / MULTI_PLAN, multi)
+    atomic_write_json(run_dir / MULTI_DIR / PLAN_NAME, multi)
     return {
         **multi,
         **{stage: [a[stage] for a in adapters] for stage in ("validation", "finetune", "evaluate")},
@@ -156,11 +155,11 @@ def plan_adapters(
 
 
 def is_multi_run(run_dir: Path) -> bool:
-    return (Path(run_dir) / MULTI_DIR / MULTI_PLAN).is_file()
+    return (Path(run_dir) / MULTI_DIR / PLAN_NAME).is_file()
 
 
 def read_multi_plan(run_dir: Path) -> dict:
-    path = Path(run_dir) / MULTI_DIR / MULTI_PLAN
+    path = Path(run_dir) / MULTI_DIR / PLAN_NAME
     if not path.is_file():
         raise ConfigError(f"{path}: no multi-adapter plan; the plan_adapters task writes it")
     return json.loads(path.read_text(encoding="utf-8"))
@@ -168,7 +167,7 @@ def read_multi_plan(run_dir: Path) -> dict:
 
 def build(run_dir: Path, *, log: Log = no_log) -> dict:
     """Export the shared base with every adapter, then score each adapter through it."""
-    from slmops.evaluation import plan as evaluation_plan
+    from slmops.evaluation.run import plan as evaluation_plan
     from slmops.export.multi_adapter import generate_adapters, open_multi_adapter
     from slmops.export.parity import score_exported
 
@@ -329,7 +328,8 @@ def write(run_dir: Path, output_dir: Path) -> dict:
 def publish(run_dir: Path, models_root: Path) -> dict:
     """MODELS_ROOT/NAME/versions/RUN/: the shared base and its adapters, the report and a
     manifest with each adapter's metrics; NAME/latest.json points at it."""
-    from slmops.pipeline.publish import PublishError, asset_uri, version_dir, write_version
+    from slmops.errors import PublishError
+    from slmops.pipeline.publish import asset_uri, version_dir, write_version
 
     multi = read_multi_plan(run_dir)
     summary = collect(run_dir)

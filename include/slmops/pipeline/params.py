@@ -12,11 +12,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from slmops.config import ConfigError, DataConfig, describe_validation_error, split_commas
-from slmops.evaluation_config import GateThresholds
+from slmops.config import describe_validation_error, split_commas
+from slmops.data.config import DataConfig
+from slmops.errors import ConfigError
+from slmops.evaluation.config import GateThresholds
 from slmops.export.targets import DEFAULT_TARGET, TARGETS
 from slmops.model_store import DEFAULT_MODEL
-from slmops.training_config import FinetuneConfig, Method
+from slmops.training.config import FinetuneConfig, Method
 
 TargetName = Literal[tuple(TARGETS)]  # type: ignore[valid-type]
 _TONE_PROMPT = (

@@ -15,17 +15,16 @@ from pydantic import ValidationError
 
 from slmops import model_store
 from slmops.artifacts import atomic_write_json
-from slmops.config import ConfigError, DataConfig, describe_validation_error, load_suite
-from slmops.evaluation_config import EvaluateConfig, GateThresholds, config_for_run
+from slmops.config import describe_validation_error
+from slmops.data.config import DataConfig
+from slmops.errors import ConfigError
+from slmops.evaluation.config import EvaluateConfig, GateThresholds, config_for_run
 from slmops.export.targets import TARGETS
+from slmops.layout import FINETUNE_DIR, PLAN_NAME, REPORT_DIR, VALIDATION_DIR
 from slmops.pipeline import locations
 from slmops.pipeline.params import PipelineParams, parse
-from slmops.training_config import FinetuneConfig
-
-PLAN_NAME = "plan.json"
-VALIDATION_DIR = "validation"
-FINETUNE_DIR = "finetune"
-REPORT_DIR = "report"
+from slmops.training.config import FinetuneConfig
+from slmops.validation.suites import load_suite
 
 
 def prepare(

@@ -16,25 +16,15 @@ from pathlib import Path
 
 from slmops import __version__
 from slmops.artifacts import atomic_directory, atomic_write_json
-from slmops.errors import SlmopsError
-from slmops.export.config import ONNX_FOLDER
+from slmops.errors import NotPromoted, PublishError
+from slmops.layout import FINETUNE_DIR, LATEST_NAME, MANIFEST_NAME, ONNX_FOLDER, SUMMARY_NAME
 from slmops.pipeline import locations
 from slmops.pipeline.champion import KEEP, read_decision
-from slmops.pipeline.plan import FINETUNE_DIR, read_plan
-from slmops.pipeline.summary import SUMMARY_NAME, collect
+from slmops.pipeline.plan import read_plan
+from slmops.pipeline.summary import collect
 
-MANIFEST_NAME = "manifest.json"
-LATEST_NAME = "latest.json"
 URI_SCHEME = "slmops://models/"
 DATA_URI_SCHEME = "slmops://data/"
-
-
-class PublishError(SlmopsError):
-    """The run is not fit to publish."""
-
-
-class NotPromoted(PublishError):
-    """The run passed, but the published champion beat it; the champion stays."""
 
 
 def asset_uri(name: str) -> str:

@@ -11,8 +11,8 @@ from slmops.progress import Log, no_log
 
 def validate(settings: dict, *, log: Log = no_log) -> dict:
     """Great Expectations checks of the data as training formats it (plan["validation"])."""
-    from slmops.config import DataConfig
-    from slmops.validation import run
+    from slmops.data.config import DataConfig
+    from slmops.validation.runner import run
 
     report = run(
         DataConfig.model_validate(settings["data"]),
@@ -33,15 +33,15 @@ def validate(settings: dict, *, log: Log = no_log) -> dict:
 
 def finetune(settings: dict, *, log: Log = no_log) -> dict:
     """Train (plan["finetune"]); a finished run with the same settings is reused."""
-    from slmops.training import run
-    from slmops.training_config import FinetuneConfig
+    from slmops.training.config import FinetuneConfig
+    from slmops.training.run import run
 
     return run(FinetuneConfig.model_validate(settings), log=log).summary()
 
 
 def evaluate(settings: dict, *, log: Log = no_log) -> dict:
     """Score base and fine-tuned models and judge the gates (plan["evaluate"])."""
-    from slmops.evaluation import run
+    from slmops.evaluation.run import run
     from slmops.pipeline.plan import evaluate_config
 
     result = run(evaluate_config(settings), log=log)

@@ -10,18 +10,28 @@ from __future__ import annotations
 from pathlib import Path
 
 from slmops.artifacts import atomic_directory, atomic_write_json, read_json_if_any
-from slmops.config import VALIDATION_REPORT, ConfigError
-from slmops.evaluation_config import EVALUATION_FOLDER, EVALUATION_NAME
-from slmops.export.config import BENCHMARK_NAME, EXPORT_RECORD, ONNX_FOLDER, PARITY_NAME
+from slmops.errors import ConfigError
+from slmops.layout import (
+    BENCHMARK_NAME,
+    EVALUATION_FOLDER,
+    EVALUATION_NAME,
+    EXPORT_RECORD,
+    FINETUNE_DIR,
+    METRICS_NAME,
+    ONNX_FOLDER,
+    PARITY_NAME,
+    PLAN_NAME,
+    SUMMARY_NAME,
+    VALIDATION_DIR,
+    VALIDATION_REPORT,
+)
 from slmops.pipeline.champion import read_decision
+from slmops.pipeline.configs.search import trials_table
 from slmops.pipeline.hpo import read_trials
 from slmops.pipeline.locations import safe_name
-from slmops.pipeline.plan import FINETUNE_DIR, PLAN_NAME, VALIDATION_DIR, read_plan
-from slmops.pipeline.search import trials_table
+from slmops.pipeline.plan import read_plan
 from slmops.report import Document, cell, verdict
-from slmops.training_runs import METRICS_NAME
 
-SUMMARY_NAME = "summary.json"
 NO_RESULT = "no result"  # the stage did not run, or failed before writing one
 
 
@@ -86,11 +96,11 @@ def write_report(summary: dict, document: Document, output_dir: Path) -> None:
 
 def latest_run(artifacts_root: Path) -> Path:
     """The most recently planned run folder (ROOT/runs/DAG_ID/RUN_ID) under ``artifacts_root``."""
-    from slmops.pipeline.multi_adapter import MULTI_DIR, MULTI_PLAN
+    from slmops.layout import MULTI_DIR
 
     planned = {}
     for folder in Path(artifacts_root).glob("runs/*/*"):
-        for plan in (folder / PLAN_NAME, folder / MULTI_DIR / MULTI_PLAN):
+        for plan in (folder / PLAN_NAME, folder / MULTI_DIR / PLAN_NAME):
             if plan.is_file():
                 planned[folder] = plan.stat().st_mtime
                 break

@@ -1,0 +1,380 @@
+"""Evaluation: ``run(config) -> EvaluationResult`` (metrics, base vs fine-tuned, gates, report).
+
+The eval split is rebuilt exactly as training built it (same data settings and seed).
+The base model and the fine-tuned model (base + adapter) answer every eval prompt by
+batched greedy generation and are scored on the same rows; the gates then judge the
+training history and the scores. Everything lands in one folder, written whole or not at
+all: evaluation.json, gates.json, predictions.jsonl, report.md, report.html and the plots.
+A failed gate raises ``GateFailure`` after the folder is written, so the report says why.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from slmops.artifacts import atomic_directory, atomic_write_json, atomic_write_text
+from slmops.data.formatting import Example
+from slmops.data.loading import PreparedData, prepare
+from slmops.devices import place
+from slmops.errors import ConfigError, EvaluationError, GateFailure
+from slmops.evaluation import gates
+from slmops.evaluation.config import (
+    LOSS_METRICS,
+    LOWER_IS_BETTER,
+    TASK_METRICS,
+    EvaluateConfig,
+    GateThresholds,
+    read_run_metrics,
+)
+from slmops.evaluation.gates import GateRecord
+from slmops.evaluation.report import write_report
+from slmops.evaluation.scoring import (
+    classification_metrics,
+    generation_metrics,
+    label_of,
+    language_modeling_metrics,
+    text_metrics,
+    without_special_tokens,
+)
+from slmops.inference import greedy_complete
+from slmops.layout import EVALUATION_NAME, GATES_NAME
+from slmops.models import (
+    ResolvedModel,
+    load_causal_lm,
+    load_padding_tokenizer,
+    quiet_libraries,
+    resolve,
+)
+from slmops.progress import Log, no_log
+from slmops.report import verdict
+from slmops.training.adapters import apply_adapter, check_adapter_folder
+
+PREDICTIONS_NAME = "predictions.jsonl"
+
+
+@dataclass
+class EvaluationResult:
+    output_path: Path
+    summary: dict
+    gates: list[GateRecord]
+
+    @property
+    def failed(self) -> list[GateRecord]:
+        return gates.failed(self.gates)
+
+
+@dataclass
+class EvalPlan:
+    """What to score, checked before any model is loaded."""
+
+    task: str
+    primary: str
+    base: ResolvedModel
+    tokenizer: Any
+    data: PreparedData
+    labels: list[str]
+    references: list[str]  # the completions as a model's answer reads (no special tokens)
+    adapter: Path | None  # applied to the base for the fine-tuned model
+    fine_tuned_model: Path | None  # a whole fine-tuned model (full fine-tuning)
+    history: dict | None
+    validation: dict | None
+    max_new_tokens: int
+
+
+def run(config: EvaluateConfig, *, log: Log = no_log) -> EvaluationResult:
+    """Score, judge and report; raises ``GateFailure`` when a gate fails (and
+    ``config.fail_on_gates``), after the results are written."""
+    quiet_libraries()
+    device = place(device=config.device).device
+    eval_plan = plan(config, log)
+    scored = _score_models(eval_plan, config, device, log)
+    records = _judge(config, eval_plan, scored)
+    predictions = _prediction_rows(eval_plan, scored)
+    summary = _summary(config, eval_plan, scored, records, predictions[: config.sample_rows])
+    with atomic_directory(config.output_dir) as folder:
+        atomic_write_json(folder / EVALUATION_NAME, summary)
+        atomic_write_json(folder / GATES_NAME, [record.as_dict() for record in records])
+        lines = (json.dumps(row, ensure_ascii=False) + "\n" for row in predictions)
+        atomic_write_text(folder / PREDICTIONS_NAME, "".join(lines))
+        write_report(folder, summary, eval_plan.history, eval_plan.validation)
+    result = EvaluationResult(config.output_dir, summary, records)
+    for record in records:
+        log(f"gate {record.name}: {verdict(record.passed)} ({record.explanation})")
+    log(f"report: {config.output_dir / 'report.html'}")
+    if result.failed and config.fail_on_gates:
+        raise GateFailure(result.failed)
+    return result
+
+
+def plan(config: EvaluateConfig, log: Log = no_log) -> EvalPlan:
+    """What to score (task, eval rows, references, labels, models), checked before any
+    model is loaded; the ONNX parity check scores exported models on the same plan."""
+    task = config.resolved_task()
+    primary = config.resolved_primary()
+    _check_metric_names(config, task, primary)
+    history = _training_history(config.run_path)
+    validation = _validation_report(config.validation_path)
+    model_name = config.model_name_or_path or (history or {}).get("model_name_or_path")
+    base = resolve(model_name, log=log)
+    tokenizer = load_padding_tokenizer(base, trust_remote_code=config.trust_remote_code)
+    data = prepare(config, tokenizer, log=log)
+    if not data.eval:
+        raise EvaluationError("the eval split is empty; nothing to evaluate")
+    adapter, whole = _fine_tuned_source(config, history)
+    labels: list[str] = []
+    if task == "classification":
+        labels = sorted({*(data.train_labels or []), *(data.eval_labels or [])})
+    references = [without_special_tokens(e.completion, tokenizer) for e in data.eval]
+    return EvalPlan(
+        task,
+        primary,
+        base,
+        tokenizer,
+        data,
+        labels,
+        references,
+        adapter,
+        whole,
+        history,
+        validation,
+        _max_new_tokens(config, tokenizer, data.eval),
+    )
+
+
+def _check_metric_names(config: EvaluateConfig, task: str, primary: str) -> None:
+    """Gate and primary metric names must be metrics this task computes."""
+    if config.extra_metrics:
+        return  # their keys are known only once they are computed
+    known = (*TASK_METRICS[task], *LOSS_METRICS)
+    named = {"--primary_metric": [primary]}
+    named["--min_metric"] = list(config.metric_floors(task))
+    named["--max_metric"] = list(config.max_metric or {})
+    for flag, names in named.items():
+        for name in names:
+            if name not in known:
+                raise ConfigError(
+                    f"{flag}: {name!r} is not a metric of a {task} evaluation; it reports "
+                    f"{', '.join(known)}"
+                )
+
+
+def _training_history(run_path: Path | None) -> dict | None:
+    if run_path is None:
+        return None
+    history = read_run_metrics(run_path)
+    return {**history, "model_name_or_path": history["config"]["model_name_or_path"]}
+
+
+def _fine_tuned_source(
+    config: EvaluateConfig, history: dict | None
+) -> tuple[Path | None, Path | None]:
+    """(adapter to apply to the base, or a whole fine-tuned model folder)."""
+    if config.adapter_path is not None:
+        return check_adapter_folder(config.adapter_path), None
+    if history is None:
+        return None, None  # a single model, scored on its own
+    outputs = history.get("outputs", {})
+    run_path = Path(config.run_path)
+    if outputs.get("adapter"):
+        return run_path / outputs["adapter"], None
+    if outputs.get("merged"):
+        return None, run_path / outputs["merged"]
+    raise EvaluationError(f"run_path {run_path}: the run recorded neither an adapter nor a model")
+
+
+def _max_new_tokens(config: EvaluateConfig, tokenizer, examples: list[Example]) -> int:
+    if config.max_new_tokens is not None:
+        return config.max_new_tokens
+    longest = max(
+        len(tokenizer(example.completion, add_special_tokens=False)["input_ids"])
+        for example in examples
+    )
+    return min(4096, max(16, longest * 3 // 2 + 8))
+
+
+def _load(path: Path, config: EvaluateConfig, device: str):
+    return load_causal_lm(str(path), trust_remote_code=config.trust_remote_code).to(device)
+
+
+def _score_models(
+    eval_plan: EvalPlan, config: EvaluateConfig, device: str, log: Log
+) -> dict[str, dict]:
+    """Scores of the base (when there is a fine-tuned model to compare) and the fine-tuned
+    model, holding one model in memory at a time: the adapter goes onto the scored base."""
+    scored: dict[str, dict] = {}
+    model = None
+    if config.compare_base and (eval_plan.adapter or eval_plan.fine_tuned_model):
+        model = _load(eval_plan.base.path, config, device)
+        scored["base"] = _score("base", model, eval_plan, config, log)
+    if eval_plan.fine_tuned_model is not None or model is None:
+        model = None
+        gc.collect()
+        model = _load(eval_plan.fine_tuned_model or eval_plan.base.path, config, device)
+    if eval_plan.adapter is not None:
+        model = apply_adapter(model, eval_plan.adapter, eval_plan.base.name)
+    scored["fine_tuned"] = _score("fine_tuned", model, eval_plan, config, log)
+    return scored
+
+
+def _score(name: str, model, eval_plan: EvalPlan, config: EvaluateConfig, log: Log) -> dict:
+    examples = eval_plan.data.eval
+    started = time.monotonic()
+    scores: dict[str, Any] = {"answers": None}
+    metrics: dict[str, float] = {}
+    if eval_plan.task != "language_modeling":
+        answers = greedy_complete(
+            model,
+            eval_plan.tokenizer,
+            [example.prompt for example in examples],
+            max_new_tokens=eval_plan.max_new_tokens,
+            batch_size=config.per_device_eval_batch_size,
+        )
+        scores["answers"] = answers
+        answer_scores = score_answers(eval_plan, answers, config.extra_metrics or ())
+        metrics.update(answer_scores.pop("metrics"))
+        scores.update(answer_scores)
+    metrics.update(
+        language_modeling_metrics(
+            model,
+            eval_plan.tokenizer,
+            examples,
+            max_seq_len=config.max_seq_len,
+            batch_size=config.per_device_eval_batch_size,
+        )
+    )
+    scores["metrics"] = metrics
+    scores["seconds"] = round(time.monotonic() - started, 2)
+    shown = ", ".join(f"{key} {value:.4g}" for key, value in metrics.items())
+    log(f"{name}: {shown} ({len(examples)} rows, {scores['seconds']:.1f} s)")
+    return scores
+
+
+def score_answers(eval_plan: EvalPlan, answers: list[str], extra_metrics=()) -> dict:
+    """Metrics of one model's answers to the plan's eval prompts: {"metrics": {...}} plus,
+    for classification, predicted_labels, per_class, confusion_matrix and unrecognised."""
+    if eval_plan.task == "classification":
+        predicted = [label_of(answer, eval_plan.labels) for answer in answers]
+        scored = classification_metrics(predicted, eval_plan.data.eval_labels, eval_plan.labels)
+        scored["metrics"].update(text_metrics(extra_metrics, answers, eval_plan.references))
+        return {"predicted_labels": predicted, **scored}
+    return {"metrics": generation_metrics(answers, eval_plan.references, extra_metrics)}
+
+
+def _judge(
+    config: EvaluateConfig, eval_plan: EvalPlan, scored: dict[str, dict]
+) -> list[GateRecord]:
+    history = eval_plan.history or {}
+    fine_tuned = scored["fine_tuned"]["metrics"]
+    base = scored.get("base", {}).get("metrics", {})
+    eval_losses = [point["eval_loss"] for point in history.get("eval_loss_history", [])]
+    return [
+        gates.loss_gap(
+            history.get("final_train_loss"),
+            history.get("final_eval_loss"),
+            config.max_loss_gap,
+            config.min_loss_gap_difference,
+        ),
+        gates.rising_eval_loss(eval_losses, config.rising_eval_loss_window),
+        *gates.metric_bounds(
+            fine_tuned, config.metric_floors(eval_plan.task), config.max_metric or {}
+        ),
+        gates.improvement(
+            base.get(eval_plan.primary),
+            fine_tuned[eval_plan.primary],
+            eval_plan.primary,
+            config.min_improvement,
+            lower_is_better=eval_plan.primary in LOWER_IS_BETTER,
+        ),
+    ]
+
+
+def _summary(
+    config: EvaluateConfig,
+    eval_plan: EvalPlan,
+    scored: dict[str, dict],
+    records: list[GateRecord],
+    samples: list[dict],
+) -> dict:
+    models = {}
+    for name, scores in scored.items():
+        entry = {
+            key: value
+            for key, value in scores.items()
+            if key not in ("answers", "predicted_labels")
+        }
+        entry["model"] = eval_plan.base.name
+        if name == "fine_tuned":
+            entry["adapter"] = str(eval_plan.adapter) if eval_plan.adapter else None
+            entry["model"] = (
+                str(eval_plan.fine_tuned_model)
+                if eval_plan.fine_tuned_model
+                else eval_plan.base.name
+            )
+        models[name] = entry
+    delta = {}
+    if "base" in scored:
+        delta = {
+            key: value - scored["base"]["metrics"][key]
+            for key, value in scored["fine_tuned"]["metrics"].items()
+            if key in scored["base"]["metrics"]
+        }
+    trained_fingerprint = ((eval_plan.history or {}).get("dataset") or {}).get("fingerprint")
+    return {
+        "task": eval_plan.task,
+        "primary_metric": eval_plan.primary,
+        "lower_is_better": sorted(LOWER_IS_BETTER),
+        "labels": eval_plan.labels,
+        "eval_rows": len(eval_plan.data.eval),
+        "max_new_tokens": eval_plan.max_new_tokens,
+        "models": models,
+        "delta": delta,
+        "gates": [record.as_dict() for record in records],
+        "passed": not gates.failed(records),
+        "thresholds": config.model_dump(mode="json", include=set(GateThresholds.model_fields)),
+        "data": {
+            "fingerprint": eval_plan.data.fingerprint,
+            "training_fingerprint": trained_fingerprint,
+            "same_as_training": None
+            if trained_fingerprint is None
+            else trained_fingerprint == eval_plan.data.fingerprint,
+        },
+        "samples": samples,
+        "run_path": str(config.run_path) if config.run_path else None,
+        "config": config.model_dump(mode="json"),
+    }
+
+
+def _prediction_rows(eval_plan: EvalPlan, scored: dict[str, dict]) -> list[dict]:
+    """One row per eval example: prompt, reference, label and each model's answer."""
+    rows = []
+    for index, example in enumerate(eval_plan.data.eval):
+        row: dict[str, Any] = {
+            "row": index,
+            "prompt": example.prompt,
+            "reference": eval_plan.references[index],
+        }
+        if eval_plan.data.eval_labels:
+            row["label"] = eval_plan.data.eval_labels[index]
+        for name, scores in scored.items():
+            if scores.get("answers") is not None:
+                row[f"{name}_answer"] = scores["answers"][index]
+            if scores.get("predicted_labels") is not None:
+                row[f"{name}_label"] = scores["predicted_labels"][index]
+        rows.append(row)
+    return rows
+
+
+def _validation_report(path: Path | None) -> dict | None:
+    if path is None:
+        return None
+    path = Path(path)
+    if path.is_dir():
+        path = path / "validation.json"
+    if not path.is_file():
+        raise ConfigError(f"--validation_path {path}: no such validation report")
+    return json.loads(path.read_text(encoding="utf-8"))

@@ -1,0 +1,238 @@
+"""Where things live on disk: a pipeline run's folder, a training folder and the store of
+published models, each name spelled once.
+
+This module imports nothing but the standard library, so DAG files, the CLI and every
+stage can use it without pulling in torch. Nothing else in slmops spells these names.
+
+A pipeline run (``RunLayout``, ARTIFACTS/runs/DAG_ID/RUN_ID)::
+
+    plan.json                      what prepare decided; every stage reads its slice
+    validation/validation.json     the Great Expectations report
+    finetune/                      the training folder (``TrainingLayout``)
+    champion/decision.json         champion / challenger (data-change runs)
+    hpo/trials.json, hpo/trials/N/ hyperparameter search (slm_hpo)
+    adapters/NAME/                 one pipeline per adapter (slm_multi_adapter)
+    multi_adapter/                 its plan, shared ONNX base and scores
+    report/                        report.md, report.html, summary.json
+
+A training folder (``TrainingLayout``, also what ``slmops finetune -o`` writes)::
+
+    run.json, training_metrics.json, checkpoints/, adapter/ or merged/, tensorboard/
+    evaluation/evaluation.json, evaluation/gates.json
+    onnx/TARGET/export.json, parity.json, benchmark.json
+
+The published models (``ModelStore``, ARTIFACTS/models)::
+
+    NAME/latest.json               points at the newest promoted version
+    NAME/versions/VERSION/         the files, the report and manifest.json
+
+(``slmops.model_store`` is another store: the base models slmops provisions.)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+# -- a pipeline run's folder
+PLAN_NAME = "plan.json"
+VALIDATION_DIR = "validation"
+VALIDATION_REPORT = "validation.json"  # also what `slmops validate -o DIR` writes into DIR
+FINETUNE_DIR = "finetune"
+CHAMPION_DIR = "champion"
+DECISION_NAME = "decision.json"
+HPO_DIR = "hpo"
+TRIALS_DIR = "trials"
+TRIALS_NAME = "trials.json"
+TRIAL_NAME = "trial.json"
+ADAPTERS_DIR = "adapters"
+MULTI_DIR = "multi_adapter"
+SCORES_NAME = "scores.json"
+REPORT_DIR = "report"
+SUMMARY_NAME = "summary.json"
+REPORT_HTML = "report.html"
+REPORT_MD = "report.md"
+REPORT_FILES = (REPORT_MD, REPORT_HTML, SUMMARY_NAME)
+
+# -- a training folder
+RUN_RECORD = "run.json"
+METRICS_NAME = "training_metrics.json"
+CHECKPOINTS = "checkpoints"
+ADAPTER = "adapter"
+MERGED = "merged"
+TENSORBOARD = "tensorboard"
+LOCK_NAME = ".slmops.lock"
+EVALUATION_FOLDER = "evaluation"  # RUN_PATH/evaluation when no --output_path is given
+EVALUATION_NAME = "evaluation.json"
+GATES_NAME = "gates.json"
+ONNX_FOLDER = "onnx"  # RUN_PATH/onnx/<target> when no --output_path is given
+EXPORT_RECORD = "export.json"
+PARITY_NAME = "parity.json"
+BENCHMARK_NAME = "benchmark.json"
+
+# -- the published models
+VERSIONS_DIR = "versions"
+MANIFEST_NAME = "manifest.json"
+LATEST_NAME = "latest.json"
+
+
+@dataclass(frozen=True)
+class TrainingLayout:
+    """A training folder: what the finetune stage writes, and where evaluation and the
+    ONNX exports of that training go by default."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    @property
+    def run_record(self) -> Path:
+        return self.root / RUN_RECORD
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / METRICS_NAME
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / CHECKPOINTS
+
+    @property
+    def adapter(self) -> Path:
+        return self.root / ADAPTER
+
+    @property
+    def merged(self) -> Path:
+        return self.root / MERGED
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.root / TENSORBOARD
+
+    @property
+    def evaluation(self) -> Path:
+        return self.root / EVALUATION_FOLDER
+
+    @property
+    def evaluation_report(self) -> Path:
+        return self.evaluation / EVALUATION_NAME
+
+    def onnx(self, target: str | None = None) -> Path:
+        """onnx/, or one target's export folder onnx/TARGET."""
+        folder = self.root / ONNX_FOLDER
+        return folder / target if target else folder
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """One pipeline run's folder."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    @property
+    def plan(self) -> Path:
+        return self.root / PLAN_NAME
+
+    @property
+    def validation(self) -> Path:
+        return self.root / VALIDATION_DIR
+
+    @property
+    def validation_report(self) -> Path:
+        return self.validation / VALIDATION_REPORT
+
+    @property
+    def finetune(self) -> TrainingLayout:
+        return TrainingLayout(self.root / FINETUNE_DIR)
+
+    def onnx(self, target: str | None = None) -> Path:
+        return self.finetune.onnx(target)
+
+    @property
+    def decision(self) -> Path:
+        return self.root / CHAMPION_DIR / DECISION_NAME
+
+    @property
+    def hpo(self) -> Path:
+        return self.root / HPO_DIR
+
+    @property
+    def trials(self) -> Path:
+        """hpo/trials.json: every trial's settings and outcome."""
+        return self.hpo / TRIALS_NAME
+
+    def trial(self, index: int) -> RunLayout:
+        """One HPO trial's own pipeline folder."""
+        return RunLayout(self.hpo / TRIALS_DIR / str(index))
+
+    def adapter(self, name: str) -> RunLayout:
+        """One adapter's own pipeline folder in a multi-adapter run."""
+        return RunLayout(self.root / ADAPTERS_DIR / name)
+
+    @property
+    def multi(self) -> Path:
+        """multi_adapter/: the multi-adapter run's plan, shared base and scores."""
+        return self.root / MULTI_DIR
+
+    @property
+    def multi_plan(self) -> Path:
+        return self.multi / PLAN_NAME
+
+    @property
+    def is_multi_adapter(self) -> bool:
+        return self.multi_plan.is_file()
+
+    @property
+    def report(self) -> Path:
+        return self.root / REPORT_DIR
+
+    @property
+    def summary(self) -> Path:
+        return self.report / SUMMARY_NAME
+
+    @property
+    def report_html(self) -> Path:
+        return self.report / REPORT_HTML
+
+
+@dataclass(frozen=True)
+class ModelStore:
+    """The published models under one root: NAME/versions/VERSION/ and NAME/latest.json."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    def versions(self, name: str) -> Path:
+        return self.root / name / VERSIONS_DIR
+
+    def version(self, name: str, version: str) -> Path:
+        return self.versions(name) / version
+
+    def latest(self, name: str) -> Path:
+        """NAME/latest.json."""
+        return self.root / name / LATEST_NAME
+
+    @staticmethod
+    def manifest(version_dir: Path) -> Path:
+        return Path(version_dir) / MANIFEST_NAME
+
+    @staticmethod
+    def latest_of(version_dir: Path) -> Path:
+        """The latest.json of the model that ``version_dir`` is a version of."""
+        return Path(version_dir).parent.parent / LATEST_NAME
+
+    def latest_version(self, name: str) -> Path | None:
+        """The version folder NAME/latest.json points at, if it is there whole."""
+        try:
+            latest = json.loads(self.latest(name).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        version = Path(latest["path"])
+        return version if self.manifest(version).is_file() else None

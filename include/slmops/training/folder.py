@@ -1,0 +1,170 @@
+"""The run folder of a fine-tuning run: who may write it, what it holds, where to resume.
+
+    run.json                what is being learned (settings that matter + data fingerprint)
+    checkpoints/            Trainer checkpoints
+    adapter/  merged/       the results, each renamed into place when complete
+    training_metrics.json   written last: its presence means the run finished
+
+A second process training into the same folder is refused while the first holds its lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from filelock import FileLock, Timeout
+
+from slmops.artifacts import atomic_write_json
+from slmops.errors import ConfigError
+from slmops.layout import (
+    ADAPTER,
+    CHECKPOINTS,
+    LOCK_NAME,
+    MERGED,
+    METRICS_NAME,
+    RUN_RECORD,
+    TENSORBOARD,
+)
+from slmops.progress import Log
+from slmops.training.config import FinetuneConfig
+
+_RUN_ENTRIES = (RUN_RECORD, METRICS_NAME, CHECKPOINTS, ADAPTER, MERGED, TENSORBOARD)
+
+
+@dataclass
+class TrainingResult:
+    run_dir: Path
+    adapter_path: Path | None  # None for full fine-tuning
+    merged_path: Path | None  # None when merge_adapter is off
+    metrics: dict
+    reused: bool = False  # the run was already complete; nothing was trained
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.run_dir / METRICS_NAME
+
+    def summary(self) -> dict:
+        """Where the outputs are and the headline numbers (what the CLI prints)."""
+        keys = ("global_step", "final_train_loss", "best_eval_loss", "tokens_per_second")
+        return {
+            "run_dir": str(self.run_dir),
+            "adapter": str(self.adapter_path) if self.adapter_path else None,
+            "merged": str(self.merged_path) if self.merged_path else None,
+            **{key: self.metrics[key] for key in keys},
+            "reused": self.reused,
+        }
+
+
+@contextlib.contextmanager
+def exclusive(run_dir: Path) -> Iterator[None]:
+    """Hold the folder's lock for the whole run; refuse at once if another process has it."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(run_dir / LOCK_NAME))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise ConfigError(
+            f"{run_dir} is being written by another slmops finetune right now; wait for it "
+            "or choose another --output_path (or --task_name)"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def claim(config: FinetuneConfig, fingerprint: str, log: Log) -> bool:
+    """Record this run in its folder; True when the same run already finished there."""
+    run_dir = config.run_dir
+    record_path = run_dir / RUN_RECORD
+    record = {"config": config.identity(), "dataset_fingerprint": fingerprint}
+    present = [name for name in _RUN_ENTRIES if (run_dir / name).exists()]
+    if present and config.overwrite:
+        log(f"--overwrite: removing the previous run in {run_dir}")
+        for name in present:
+            path = run_dir / name
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    # A record alone means an attempt that failed before training: its settings may change.
+    elif set(present) - {RUN_RECORD}:
+        if not record_path.is_file():
+            raise ConfigError(
+                f"{run_dir} holds {', '.join(present)} from an unknown run; choose another "
+                "--output_path (or --task_name), or pass --overwrite to replace it"
+            )
+        previous = json.loads(record_path.read_text(encoding="utf-8"))
+        changes = _differences(previous, record)
+        if changes:
+            raise ConfigError(
+                f"{run_dir} holds a run with other settings ({'; '.join(changes)}); a rerun "
+                "resumes only with the same settings and data. Choose another --output_path "
+                "(or --task_name), or pass --overwrite to start over"
+            )
+        return (run_dir / METRICS_NAME).is_file()
+    atomic_write_json(record_path, record)
+    return False
+
+
+def _differences(previous: dict, current: dict) -> list[str]:
+    changes = [
+        f"{name}: {previous['config'].get(name)!r} -> {value!r}"
+        for name, value in current["config"].items()
+        if previous.get("config", {}).get(name) != value
+    ]
+    if previous.get("dataset_fingerprint") != current["dataset_fingerprint"]:
+        changes.append("the training data differ")
+    return changes
+
+
+def finished_result(config: FinetuneConfig) -> TrainingResult:
+    metrics = json.loads((config.run_dir / METRICS_NAME).read_text(encoding="utf-8"))
+    outputs = metrics.get("outputs", {})
+    return TrainingResult(
+        config.run_dir,
+        config.run_dir / outputs["adapter"] if outputs.get("adapter") else None,
+        config.run_dir / outputs["merged"] if outputs.get("merged") else None,
+        metrics,
+        reused=True,
+    )
+
+
+def last_checkpoint(folder: Path) -> Path | None:
+    """The newest complete checkpoint; one cut short by a crash (no trainer_state.json,
+    which transformers writes last) is deleted so the previous one is used."""
+    if not folder.is_dir():
+        return None
+    steps = sorted(
+        (int(path.name.rsplit("-", 1)[1]), path)
+        for path in folder.glob("checkpoint-*")
+        if path.is_dir() and path.name.rsplit("-", 1)[1].isdigit()
+    )
+    for _, path in reversed(steps):
+        if (path / "trainer_state.json").is_file():
+            return path
+        shutil.rmtree(path, ignore_errors=True)
+    return None
+
+
+def finished_training(checkpoint: Path):
+    """The TrainerState of ``checkpoint`` if it is the run's last step, else None.
+
+    transformers resumed from a final checkpoint trains one step too many, so such a run
+    is completed from the checkpoint instead of resumed.
+    """
+    from transformers import TrainerState
+
+    state = TrainerState.load_from_json(str(checkpoint / "trainer_state.json"))
+    return state if state.max_steps and state.global_step >= state.max_steps else None
+
+
+def best_checkpoint(state, checkpoints: Path, fallback: Path) -> Path:
+    """The best checkpoint named by ``state``, found in this run's folder even if moved."""
+    if state.best_model_checkpoint:
+        candidate = checkpoints / Path(state.best_model_checkpoint).name
+        if candidate.is_dir():
+            return candidate
+    return fallback

@@ -1,0 +1,391 @@
+"""Fine-tuning: ``run(config) -> TrainingResult`` (LoRA, QLoRA, DoRA or full).
+
+Settings, model, data and tokenization are checked first; then, holding the run folder
+(see ``slmops.training.folder``), the model is trained with transformers' Trainer + peft,
+resuming from the folder's last checkpoint if it has one, and ``adapter/``, ``merged/``
+and ``training_metrics.json`` are written, in that order.
+"""
+
+from __future__ import annotations
+
+import gc
+import resource
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from slmops import __version__
+from slmops.artifacts import atomic_directory, atomic_write_json
+from slmops.data.batching import PackedCollator, PaddingCollator, encode_examples, pack
+from slmops.data.loading import PreparedData, prepare
+from slmops.devices import Placement, place
+from slmops.errors import NonFiniteLossError, TrainingError
+from slmops.layout import ADAPTER, CHECKPOINTS, MERGED, METRICS_NAME, TENSORBOARD
+from slmops.models import ResolvedModel, load_padding_tokenizer, quiet_libraries, resolve
+from slmops.progress import Log, no_log
+from slmops.training.adapters import (
+    attach_adapter,
+    load_base,
+    load_checkpoint_weights,
+    merge_into_base,
+    require_bitsandbytes,
+)
+from slmops.training.config import ADAPTER_METHODS, FinetuneConfig
+from slmops.training.folder import (
+    TrainingResult,
+    best_checkpoint,
+    claim,
+    exclusive,
+    finished_result,
+    finished_training,
+    last_checkpoint,
+)
+from slmops.training.trainer import build_trainer, load_loss_hook
+
+
+def run(config: FinetuneConfig, *, log: Log = no_log, callbacks: Sequence = ()) -> TrainingResult:
+    """Train as ``config`` says; ``callbacks`` are extra transformers TrainerCallbacks."""
+    started = time.monotonic()
+    checked = _check(config, log)
+    with exclusive(config.run_dir):
+        if claim(config, checked.data.fingerprint, log):
+            log(f"{config.run_dir} already holds this finished run; nothing to train")
+            return _complete_finished(checked, log)
+        return _train(checked, log, callbacks, started)
+
+
+def _complete_finished(checked: _Checked, log: Log) -> TrainingResult:
+    """The finished run, plus merged/ if it is asked for now and was not made then."""
+    config = checked.config
+    result = finished_result(config)
+    if config.merge_adapter and result.adapter_path and result.merged_path is None:
+        result.merged_path = _merge(checked, result.adapter_path, log)
+        result.metrics["outputs"]["merged"] = MERGED
+        atomic_write_json(result.metrics_path, result.metrics)
+    return result
+
+
+@dataclass
+class _Checked:
+    """Everything a run needs, verified before its folder is touched."""
+
+    config: FinetuneConfig
+    placement: Placement
+    loss_hook: Callable | None
+    resolved: ResolvedModel
+    tokenizer: Any
+    data: PreparedData
+    train_rows: list
+    eval_rows: list
+    encoding: dict
+
+
+def _check(config: FinetuneConfig, log: Log) -> _Checked:
+    quiet_libraries()
+    if config.method == "qlora":
+        require_bitsandbytes()
+    placement = place(
+        device=config.device,
+        torch_dtype=config.torch_dtype,
+        mixed_precision=config.mixed_precision,
+        compute_dtype=config.bnb_4bit_compute_dtype,
+        full_weights=config.method == "full",
+    )
+    loss_hook = load_loss_hook(config.loss) if config.loss else None
+    resolved = resolve(config.model_name_or_path, log=log)
+    tokenizer = load_padding_tokenizer(resolved, trust_remote_code=config.trust_remote_code)
+    data = prepare(config, tokenizer, log=log)
+    train_rows, eval_rows, encoding = _encode(config, tokenizer, data, log)
+    return _Checked(
+        config, placement, loss_hook, resolved, tokenizer, data, train_rows, eval_rows, encoding
+    )
+
+
+def _train(checked: _Checked, log: Log, callbacks: Sequence, started: float) -> TrainingResult:
+    config, placement, resolved = checked.config, checked.placement, checked.resolved
+    from transformers import set_seed
+
+    set_seed(config.seed)
+    log(
+        f"loading {resolved.name} for {config.method} on {placement.device} "
+        f"(weights {placement.weights_dtype}, mixed precision {placement.mixed_precision or 'no'})"
+    )
+    model = load_base(resolved, config, placement)
+    base_memory = model.get_memory_footprint()
+    targets: list[str] = []
+    if config.method in ADAPTER_METHODS:
+        model, targets = attach_adapter(model, config)
+        log(f"adapter on {', '.join(targets)}")
+    trainable, total = _parameter_counts(model)
+    log(f"trainable parameters: {trainable:,} of {total:,} ({100 * trainable / total:.2f}%)")
+
+    trainer = _trainer(checked, model, log)
+    for callback in callbacks:
+        trainer.add_callback(callback)
+    resume_from = last_checkpoint(config.run_dir / CHECKPOINTS)
+    if resume_from is not None:
+        log(f"resuming from {resume_from.name}")
+    finished = finished_training(resume_from) if resume_from else None
+    if finished:
+        best = best_checkpoint(finished, config.run_dir / CHECKPOINTS, resume_from)
+        log(f"training had reached its last step; restoring the best checkpoint, {best.name}")
+        load_checkpoint_weights(trainer.model, best)
+        trainer.state, runtime = finished, 0.0
+    else:
+        try:
+            output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+        except NonFiniteLossError as exc:
+            raise _non_finite(exc, config) from None
+        runtime = output.metrics["train_runtime"]
+
+    state = trainer.state
+    adapter_path, merged_path = _save_outputs(checked, trainer, log)
+    metrics = {
+        "slmops_version": __version__,
+        "model": resolved.name,
+        "model_path": str(resolved.path),
+        "method": config.method,
+        "task_name": config.task_name,
+        "target_modules": targets,
+        "placement": placement.__dict__,
+        **_loss_history(state.log_history),
+        "global_step": state.global_step,
+        "max_steps": state.max_steps,
+        "epochs": state.epoch,
+        "stopped_early": state.global_step < state.max_steps,
+        "best_checkpoint": Path(state.best_model_checkpoint).name
+        if state.best_model_checkpoint
+        else None,
+        "best_eval_loss": state.best_metric,
+        "resumed_from": resume_from.name if resume_from else None,
+        "train_tokens": trainer.train_tokens,
+        "train_runtime_s": round(runtime, 3),
+        "tokens_per_second": round(trainer.train_tokens / runtime, 2) if runtime else 0.0,
+        "model_memory_mb": round(base_memory / 2**20, 2),
+        "peak_memory_mb": _peak_memory_mb(placement),
+        "trainable_parameters": trainable,
+        "total_parameters": total,
+        "dataset": {
+            "fingerprint": checked.data.fingerprint,
+            "train_examples": len(checked.data.train),
+            "eval_examples": len(checked.data.eval),
+            **checked.encoding,
+        },
+        "config": config.model_dump(mode="json"),
+        "outputs": {
+            "adapter": ADAPTER if adapter_path else None,
+            "merged": MERGED if merged_path else None,
+        },
+        "wall_time_s": round(time.monotonic() - started, 3),
+    }
+    atomic_write_json(config.run_dir / METRICS_NAME, metrics)
+    log(
+        f"done in {metrics['wall_time_s']:.0f}s: step {state.global_step}, train loss "
+        f"{metrics['final_train_loss']:.4f}, best eval loss {state.best_metric:.4f}, "
+        f"{metrics['tokens_per_second']:,.0f} tok/s -> {config.run_dir}"
+    )
+    return TrainingResult(config.run_dir, adapter_path, merged_path, metrics)
+
+
+def _encode(config: FinetuneConfig, tokenizer, data: PreparedData, log: Log):
+    train, train_stats = encode_examples(
+        data.train, tokenizer, config.max_seq_len, log=log, what="train"
+    )
+    evaluation, _ = encode_examples(data.eval, tokenizer, config.max_seq_len, log=log, what="eval")
+    if not train:
+        raise TrainingError(
+            f"no training example keeps any answer token within max_seq_len="
+            f"{config.max_seq_len}; raise --max_seq_len or shorten the prompts"
+        )
+    if not evaluation:
+        raise TrainingError("no eval example keeps any answer token; raise --max_seq_len")
+    if config.packing:
+        train_bins, eval_bins = (
+            pack(train, config.max_seq_len),
+            pack(evaluation, config.max_seq_len),
+        )
+        log(
+            f"packed {len(train)} training examples into {len(train_bins)} rows of up to "
+            f"{config.max_seq_len} tokens"
+        )
+        train, evaluation = train_bins, eval_bins
+    stats = {
+        "truncated": train_stats.truncated,
+        "dropped": train_stats.dropped,
+        "longest_tokens": train_stats.longest,
+    }
+    return train, evaluation, stats
+
+
+def _trainer(checked: _Checked, model, log: Log):
+    config, placement, tokenizer = checked.config, checked.placement, checked.tokenizer
+    from transformers import EarlyStoppingCallback, PrinterCallback, TrainingArguments
+
+    from slmops.training.progress import final_step_callback, progress_callback
+
+    args = TrainingArguments(
+        output_dir=str(config.run_dir / CHECKPOINTS),
+        max_steps=config.max_steps or -1,
+        num_train_epochs=config.num_train_epochs,
+        per_device_train_batch_size=config.per_device_train_batch_size,
+        per_device_eval_batch_size=config.per_device_eval_batch_size
+        or config.per_device_train_batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        learning_rate=config.learning_rate,
+        lr_scheduler_type=config.lr_scheduler_type,
+        warmup_steps=config.warmup_ratio,  # a float below 1 is a ratio of the total steps
+        weight_decay=config.weight_decay,
+        max_grad_norm=config.max_grad_norm,
+        activation_checkpointing=config.gradient_checkpointing,  # Olive's flag, v5's name
+        activation_checkpointing_kwargs={"use_reentrant": False},
+        bf16=placement.mixed_precision == "bf16",
+        fp16=placement.mixed_precision == "fp16",
+        use_cpu=not placement.on_gpu,
+        logging_steps=config.logging_steps,
+        logging_nan_inf_filter=False,  # a NaN must surface, not be averaged away
+        eval_strategy="steps",
+        eval_steps=config.eval_steps,
+        save_strategy="steps",
+        save_steps=config.checkpoint_steps,
+        save_total_limit=config.save_total_limit,
+        load_best_model_at_end=True,
+        metric_for_best_model="eval_loss",
+        greater_is_better=False,
+        restore_callback_states_from_checkpoint=config.early_stopping_patience is not None,
+        report_to="none",
+        seed=config.seed,
+        data_seed=config.seed,
+        disable_tqdm=True,
+        remove_unused_columns=False,
+        label_names=["labels"],
+        dataloader_pin_memory=placement.on_gpu,
+    )
+    pad_id = tokenizer.pad_token_id
+    if config.packing:
+        collator = PackedCollator(pad_id)
+    else:
+        collator = PaddingCollator(
+            pad_id,
+            pad_to=config.max_seq_len if config.padding == "max_length" else None,
+            multiple_of=8 if placement.on_gpu else None,
+        )
+    trainer = build_trainer(
+        loss_hook=checked.loss_hook,
+        model=model,
+        args=args,
+        data_collator=collator,
+        train_dataset=checked.train_rows,
+        eval_dataset=checked.eval_rows,
+        processing_class=tokenizer,
+    )
+    trainer.remove_callback(PrinterCallback)  # raw log dicts; our progress lines replace them
+    trainer.add_callback(progress_callback(log, lambda: trainer.train_tokens))
+    trainer.add_callback(final_step_callback())
+    if config.early_stopping_patience is not None:
+        trainer.add_callback(
+            EarlyStoppingCallback(config.early_stopping_patience, config.early_stopping_threshold)
+        )
+    if config.report_to == "tensorboard":
+        from torch.utils.tensorboard import SummaryWriter
+        from transformers.integrations import TensorBoardCallback
+
+        writer = SummaryWriter(log_dir=str(config.run_dir / TENSORBOARD))
+        trainer.add_callback(TensorBoardCallback(tb_writer=writer))
+    return trainer
+
+
+def _save_outputs(checked: _Checked, trainer, log: Log) -> tuple[Path | None, Path | None]:
+    config, tokenizer = checked.config, checked.tokenizer
+    adapter_path = merged_path = None
+    if config.method in ADAPTER_METHODS:
+        adapter_path = config.run_dir / ADAPTER
+        with atomic_directory(adapter_path) as tmp:
+            trainer.model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+        log(f"adapter saved to {adapter_path}")
+    else:
+        merged_path = config.run_dir / MERGED
+        with atomic_directory(merged_path) as tmp:
+            trainer.model.config.use_cache = True
+            trainer.model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+        log(f"model saved to {merged_path}")
+    _release(trainer)
+    if adapter_path and config.merge_adapter:
+        merged_path = _merge(checked, adapter_path, log)
+    return adapter_path, merged_path
+
+
+def _merge(checked: _Checked, adapter_path: Path, log: Log) -> Path:
+    config = checked.config
+    merged_path = merge_into_base(
+        checked.resolved,
+        adapter_path,
+        config.run_dir / MERGED,
+        checked.tokenizer,
+        trust_remote_code=config.trust_remote_code,
+    )
+    log(f"adapter merged into a float32 {checked.resolved.name} at {merged_path}")
+    return merged_path
+
+
+def _release(trainer) -> None:
+    """Drop the training model before the merge loads a second copy of the base."""
+    import torch
+
+    trainer.model = trainer.model_wrapped = None
+    trainer.optimizer = trainer.lr_scheduler = None
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _non_finite(exc: NonFiniteLossError, config: FinetuneConfig) -> TrainingError:
+    last = last_checkpoint(config.run_dir / CHECKPOINTS)
+    kept = (
+        f"the last good checkpoint is {last} (a rerun with the same settings resumes from it)"
+        if last
+        else "no checkpoint was written before it"
+    )
+    return TrainingError(
+        f"{exc}; training stopped and {kept}. Usual causes: a learning rate too high "
+        f"(--learning_rate {config.learning_rate}), float16 overflow (use --mixed_precision "
+        "bf16 or no), or a broken custom --loss"
+    )
+
+
+def _loss_history(log_history: list[dict]) -> dict:
+    train = [
+        {"step": entry["step"], "loss": entry["loss"], "learning_rate": entry.get("learning_rate")}
+        for entry in log_history
+        if "loss" in entry
+    ]
+    evaluation = [
+        {"step": entry["step"], "eval_loss": entry["eval_loss"]}
+        for entry in log_history
+        if "eval_loss" in entry
+    ]
+    return {
+        "train_loss_history": train,
+        "eval_loss_history": evaluation,
+        "final_train_loss": train[-1]["loss"] if train else None,
+        "final_eval_loss": evaluation[-1]["eval_loss"] if evaluation else None,
+    }
+
+
+def _parameter_counts(model) -> tuple[int, int]:
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return trainable, total
+
+
+def _peak_memory_mb(placement: Placement) -> dict:
+    """Peak resident memory of this process (and peak CUDA allocation on a GPU)."""
+    peak = {"rss": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    if placement.on_gpu:
+        import torch
+
+        peak["cuda"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return peak
