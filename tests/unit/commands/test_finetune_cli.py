@@ -13,7 +13,7 @@ from slmops.testing import TONE_TEMPLATE, tone_rows
 from slmops.training.config import FinetuneConfig
 
 RUN_CONFIGS = sorted(
-    (Path(__file__).parents[2] / "include" / "configs" / "finetune").glob("*.yaml")
+    (Path(__file__).parents[3] / "include" / "configs" / "finetune").glob("*.yaml")
 )
 
 
@@ -52,7 +52,7 @@ def test_shipped_run_configs_are_valid(path):
     assert "output_path" not in settings  # the run folder is chosen per run
     config = FinetuneConfig.model_validate({**settings, "output_path": "out"})
     for name in config.data_files or []:
-        assert (Path(__file__).parents[2] / name).is_file()
+        assert (Path(__file__).parents[3] / name).is_file()
 
 
 def test_at_least_one_run_config_ships():

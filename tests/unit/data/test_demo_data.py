@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-DATA = Path(__file__).resolve().parents[2] / "include" / "data"
+DATA = Path(__file__).resolve().parents[3] / "include" / "data"
 
 
 def normalise(text):
