@@ -19,7 +19,7 @@ help:
 	@echo "make demo    the slm_finetune DAG end to end on the bundled model (airflow dags test)"
 	@echo "make airflow the Airflow UI on localhost:8080 (admin / admin) with the project's DAGs"
 	@echo "make test    every test tier (installs what it needs first)"
-	@echo "make lint    ruff check + ruff format --check"
+	@echo "make lint    ruff check + ruff format --check + import contracts (lint-imports)"
 	@echo "make format  ruff format + ruff check --fix"
 	@echo "make bench   benchmarks/ (prints measured ratios)"
 
@@ -81,9 +81,13 @@ test-unit: setup
 test-integration: setup
 	@$(PY) -m pytest tests/integration
 
+# lint-imports: the import contracts in pyproject.toml ([tool.importlinter]): no airflow in the
+# library, the package layers, no cycles inside a package. It reads slmops from the editable
+# install; the graph takes well under a second to build, so no cache folder is kept.
 lint: $(STAMP)
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
+	@$(VENV)/bin/lint-imports --no-logo --no-cache
 
 format: $(STAMP)
 	@$(VENV)/bin/ruff format .

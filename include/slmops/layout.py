@@ -10,7 +10,7 @@ A pipeline run (``RunLayout``, ARTIFACTS/runs/DAG_ID/RUN_ID)::
     validation/validation.json     the Great Expectations report
     finetune/                      the training folder (``TrainingLayout``)
     champion/decision.json         champion / challenger (data-change runs)
-    hpo/trials.json, hpo/trials/N/ hyperparameter search (slm_hpo)
+    hpo/trials.json, trials/NN/    hyperparameter search (slm_hpo): the record, each trial
     adapters/NAME/                 one pipeline per adapter (slm_multi_adapter)
     multi_adapter/                 its plan, shared ONNX base and scores
     report/                        report.md, report.html, summary.json
@@ -167,8 +167,8 @@ class RunLayout:
         return self.hpo / TRIALS_NAME
 
     def trial(self, index: int) -> RunLayout:
-        """One HPO trial's own pipeline folder."""
-        return RunLayout(self.hpo / TRIALS_DIR / str(index))
+        """One HPO trial's own pipeline folder, trials/NN."""
+        return RunLayout(self.root / TRIALS_DIR / f"{index:02d}")
 
     def adapter(self, name: str) -> RunLayout:
         """One adapter's own pipeline folder in a multi-adapter run."""
@@ -197,7 +197,12 @@ class RunLayout:
 
     @property
     def report_html(self) -> Path:
-        return self.report / REPORT_HTML
+        return self.report_html_in(self.report)
+
+    @staticmethod
+    def report_html_in(report_dir: Path) -> Path:
+        """The page of a report written into ``report_dir`` (the run's own, or elsewhere)."""
+        return Path(report_dir) / REPORT_HTML
 
 
 @dataclass(frozen=True)
@@ -222,6 +227,11 @@ class ModelStore:
     @staticmethod
     def manifest(version_dir: Path) -> Path:
         return Path(version_dir) / MANIFEST_NAME
+
+    @staticmethod
+    def onnx(version_dir: Path, target: str) -> Path:
+        """A published ONNX target: VERSION/onnx/TARGET (the run folder's own layout)."""
+        return Path(version_dir) / ONNX_FOLDER / target
 
     @staticmethod
     def latest_of(version_dir: Path) -> Path:

@@ -26,8 +26,8 @@ class ChallengeChampionOperator(BaseOperator):
     def execute(self, context) -> dict:
         from pathlib import Path
 
-        from slmops.pipeline.champion import challenge
+        from slmops.pipeline import stages
 
         with failing_clearly():
-            decision = challenge(Path(self.run_dir), log=self.log.info)
+            decision = stages.challenge(Path(self.run_dir), log=self.log.info)
         return {key: decision.get(key) for key in ("decision", "reason", "gain")}

@@ -30,13 +30,17 @@ class DataWatchOperator(BaseOperator):
     def execute(self, context) -> dict:
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from slmops.pipeline import locations
-        from slmops.pipeline.data_watch import look, state_path
+        from slmops.pipeline import stages
 
         artifacts, roots = configured_roots()
         with failing_clearly():
-            path = locations.confine(self.data_file, roots, "data_file")
-            seen = look(path, state_path(artifacts, context["dag"].dag_id))
+            seen = stages.watch_data(
+                self.data_file,
+                artifacts_root=artifacts,
+                data_roots=roots,
+                watcher=context["dag"].dag_id,
+            )
+        path = seen["path"]
         if seen["first_seen"]:
             raise AirflowSkipException(f"{path}: first look, recorded {seen['sha256'][:12]}")
         if not seen["changed"]:

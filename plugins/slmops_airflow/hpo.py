@@ -16,9 +16,9 @@ class PlanTrialsOperator(PlanningOperator):
     before one starts; pushes ``run_dir``, ``validation`` and ``trials`` as XComs."""
 
     def make_plan(self, conf: dict, **where: Any) -> dict:
-        from slmops.pipeline.hpo import plan_trials
+        from slmops.pipeline import stages
 
-        plan = plan_trials(conf, **where)
+        plan = stages.plan_trials(conf, **where)
         for trial in plan["trials"]:
             self.log.info("trial %s: %s", trial["index"], trial["params"])
         return plan
@@ -31,10 +31,10 @@ class TrialOperator(StageOperator):
     ui_color = "#e6f4ea"
 
     def execute(self, context) -> dict:
-        from slmops.pipeline.hpo import run_trial
+        from slmops.pipeline import stages
 
         with failing_clearly():
-            return run_trial(dict(self.config), log=self.log.info)
+            return stages.run_trial(dict(self.config), log=self.log.info)
 
 
 class SelectBestTrialOperator(BaseOperator):
@@ -51,7 +51,7 @@ class SelectBestTrialOperator(BaseOperator):
     def execute(self, context) -> dict:
         from pathlib import Path
 
-        from slmops.pipeline.hpo import select_best
+        from slmops.pipeline import stages
 
         with failing_clearly():
-            return select_best(Path(self.run_dir), list(self.results), log=self.log.info)
+            return stages.select_best(Path(self.run_dir), list(self.results), log=self.log.info)

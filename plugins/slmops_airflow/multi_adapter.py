@@ -17,9 +17,9 @@ class PlanAdaptersOperator(PlanningOperator):
     ``validation``, ``finetune`` and ``evaluate`` (one entry per adapter) as XComs."""
 
     def make_plan(self, conf: dict, **where: Any) -> dict:
-        from slmops.pipeline.multi_adapter import plan_adapters
+        from slmops.pipeline import stages
 
-        plan = plan_adapters(conf, **where)
+        plan = stages.plan_adapters(conf, **where)
         for adapter in plan["adapters"]:
             self.log.info("adapter %s: %s", adapter["name"], adapter["data_files"])
         return plan
@@ -39,10 +39,10 @@ class BuildMultiAdapterOperator(BaseOperator):
     def execute(self, context) -> dict:
         from pathlib import Path
 
-        from slmops.pipeline.multi_adapter import build
+        from slmops.pipeline import stages
 
         with failing_clearly():
-            record = build(Path(self.run_dir), log=self.log.info)
+            record = stages.build_adapters(Path(self.run_dir), log=self.log.info)
         return {
             "path": record["path"],
             "size_mb": record["size_mb"],

@@ -79,9 +79,9 @@ class PrepareRunOperator(PlanningOperator):
         return conf
 
     def make_plan(self, conf: dict, **where: Any) -> dict:
-        from slmops.pipeline.plan import prepare
+        from slmops.pipeline import stages
 
-        plan = prepare(conf, **where)
+        plan = stages.prepare(conf, **where)
         self.log.info("targets: cpu %s, gpu %s", plan["cpu_targets"], plan["gpu_targets"])
         return plan
 

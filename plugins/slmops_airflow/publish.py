@@ -39,11 +39,11 @@ class PublishModelOperator(BaseOperator):
         from airflow.sdk.exceptions import AirflowSkipException
 
         from slmops.errors import NotPromoted
-        from slmops.pipeline.publish import publish
+        from slmops.pipeline import stages
 
         try:
             with failing_clearly():
-                manifest = publish(Path(self.run_dir), Path(self.models_root))
+                manifest = stages.publish(Path(self.run_dir), Path(self.models_root))
         except AirflowFailException as exc:
             if isinstance(exc.__cause__, NotPromoted):  # the champion stays; not a failure
                 raise AirflowSkipException(str(exc)) from None

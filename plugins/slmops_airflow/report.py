@@ -28,15 +28,17 @@ class ReportOperator(BaseOperator):
 
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from slmops.pipeline.summary import write
+        from slmops.layout import RunLayout
+        from slmops.pipeline import stages
 
         if not self.run_dir:  # the run was refused before it had a folder
             raise AirflowSkipException("no run folder: the run stopped before prepare wrote one")
 
-        output_dir = Path(self.output_dir or Path(self.run_dir) / "report")
+        output_dir = Path(self.output_dir or RunLayout(self.run_dir).report)
         with failing_clearly():
-            summary = write(Path(self.run_dir), output_dir)
-        self.log.info("report: %s", output_dir / "report.html")
+            summary = stages.report(Path(self.run_dir), output_dir)
+        report = RunLayout.report_html_in(output_dir)
+        self.log.info("report: %s", report)
         for stage, state in summary["stages"].items():
             self.log.info("%-22s %s", stage, state)
-        return {"report": str(output_dir / "report.html"), "passed": summary["passed"]}
+        return {"report": str(report), "passed": summary["passed"]}

@@ -41,6 +41,7 @@ def register(subparsers) -> None:
 
 def _auto_opt(args: argparse.Namespace) -> int:
     from slmops.export.optimize import run
+    from slmops.layout import RunLayout
 
     config = config_from_args(AutoOptConfig, args, config_file=args.config)
     result = run(config, log=log_for(args))
@@ -63,7 +64,7 @@ def _auto_opt(args: argparse.Namespace) -> int:
             for row in result.benchmark or []
         },
         "gates": {gate.name: gate.passed for gate in result.gates},
-        "report": str(result.output_path / "report.html"),
+        "report": str(RunLayout.report_html_in(result.output_path)),
     }
     print(json.dumps(summary, indent=2))
     return 0

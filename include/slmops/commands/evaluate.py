@@ -61,9 +61,11 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _summary(summary: dict, output_path: Path) -> dict:
+    from slmops.layout import RunLayout
+
     models = summary["models"]
     return {
-        "report": str(output_path / "report.html"),
+        "report": str(RunLayout.report_html_in(output_path)),
         "task": summary["task"],
         "metrics": {name: scores["metrics"] for name, scores in models.items()},
         "gates": {record["name"]: record["passed"] for record in summary["gates"]},

@@ -27,20 +27,19 @@ def register(subparsers) -> None:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from slmops.layout import SUMMARY_NAME
-    from slmops.pipeline import locations, multi_adapter
-    from slmops.pipeline.summary import collect, key_numbers, latest_run
+    from slmops.layout import RunLayout
+    from slmops.pipeline import locations, stages
 
     root = locations.artifacts_root(str(args.artifacts_root) if args.artifacts_root else None)
-    run = args.run_path or latest_run(root)
-    summary = (multi_adapter.collect if multi_adapter.is_multi_run(run) else collect)(run)
+    run = args.run_path or stages.latest_run(root)
+    summary = stages.summarize(run)
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0
-    print("\n".join(key_numbers(summary)))
-    report = run / "report" / "report.html"
-    if (run / "report" / SUMMARY_NAME).is_file():
-        print(f"report: {report}")
+    print("\n".join(stages.key_numbers(summary)))
+    layout = RunLayout(run)
+    if layout.summary.is_file():
+        print(f"report: {layout.report_html}")
     if summary["published"]:
         print(f"published: {summary['published']}")
     return 0 if summary["passed"] else 1

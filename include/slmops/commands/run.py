@@ -34,6 +34,7 @@ def register(subparsers) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from slmops.layout import RunLayout
     from slmops.pipeline import locations
     from slmops.pipeline.local_run import (
         cli_data_roots,
@@ -41,7 +42,7 @@ def _run(args: argparse.Namespace) -> int:
         map_olive_modules,
         run_pipeline,
     )
-    from slmops.pipeline.summary import key_numbers
+    from slmops.pipeline.stages import key_numbers
 
     config = load_run_config(args.config)
     data_roots = cli_data_roots(args.config)
@@ -60,7 +61,7 @@ def _run(args: argparse.Namespace) -> int:
         log=log_to_stderr,
     )
     print("\n".join(key_numbers(summary)))
-    print(f"report: {Path(summary['run_dir']) / 'report' / 'report.html'}")
+    print(f"report: {RunLayout(summary['run_dir']).report_html}")
     if summary["published"]:
         print(f"published: {summary['published']}")
     return 0 if summary["passed"] else 1

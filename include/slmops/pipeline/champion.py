@@ -1,7 +1,7 @@
 """Champion / challenger: does a retrained model replace the published one?
 
-The challenger (this run's ONNX export) and the champion (the version NAME/latest.json
-points at) answer the same eval rows, this run's held-out split of the new data, with
+The challenger (this run's ONNX export) and the champion (the model's latest published
+version) answer the same eval rows, this run's held-out split of the new data, with
 the same target and the same greedy decoding. The challenger is promoted only when its
 primary metric is better by at least ``promotion_margin``; otherwise the champion stays
 published. The decision, its reason and both scores go to RUN_DIR/champion/decision.json,
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from slmops.artifacts import atomic_write_json, read_json_if_any
 from slmops.evaluation.config import LOWER_IS_BETTER
-from slmops.layout import CHAMPION_DIR, DECISION_NAME, EXPORT_RECORD, FINETUNE_DIR, ONNX_FOLDER
+from slmops.layout import EXPORT_RECORD, ModelStore, RunLayout
 from slmops.pipeline.plan import evaluate_config, read_plan
 from slmops.progress import Log, no_log
 from slmops.report import cell
@@ -24,21 +24,8 @@ PROMOTE = "promote"
 KEEP = "keep"
 
 
-def decision_path(run_dir: Path) -> Path:
-    return Path(run_dir) / CHAMPION_DIR / DECISION_NAME
-
-
 def read_decision(run_dir: Path) -> dict | None:
-    return read_json_if_any(decision_path(run_dir))
-
-
-def champion_version(models_root: Path, name: str) -> Path | None:
-    """The published version NAME/latest.json points at, if any."""
-    latest = read_json_if_any(Path(models_root) / name / "latest.json")
-    if latest is None:
-        return None
-    version = Path(latest["path"])
-    return version if (version / "manifest.json").is_file() else None
+    return read_json_if_any(RunLayout(run_dir).decision)
 
 
 def challenge(run_dir: Path, *, log: Log = no_log) -> dict:
@@ -47,8 +34,9 @@ def challenge(run_dir: Path, *, log: Log = no_log) -> dict:
     plan = read_plan(run_dir)
     margin = plan["params"]["promotion_margin"]
     models_root = Path(plan["models_root"])
-    champion = champion_version(models_root, plan["model_name"])
-    exported = _passed_targets(run_dir / FINETUNE_DIR / ONNX_FOLDER, plan["cpu_targets"])
+    champion = ModelStore(models_root).latest_version(plan["model_name"])
+    layout = RunLayout(run_dir)
+    exported = _passed_targets(layout, plan["cpu_targets"])
     decision = {"margin": margin, "model_name": plan["model_name"], "run_id": plan["run_id"]}
     if champion is None:
         decision.update(
@@ -56,9 +44,9 @@ def challenge(run_dir: Path, *, log: Log = no_log) -> dict:
             reason=f"no champion: nothing is published as {plan['model_name']} yet",
         )
         return _write(run_dir, decision, log)
-    manifest = read_json_if_any(champion / "manifest.json")
+    manifest = read_json_if_any(ModelStore.manifest(champion))
     decision["champion"] = {"version": manifest["version"], "path": str(champion)}
-    common = [name for name in exported if (champion / ONNX_FOLDER / name).is_dir()]
+    common = [name for name in exported if ModelStore.onnx(champion, name).is_dir()]
     if not common:
         decision.update(
             decision=PROMOTE,
@@ -73,8 +61,8 @@ def challenge(run_dir: Path, *, log: Log = no_log) -> dict:
 
     eval_plan = evaluation_plan(evaluate_config(plan["evaluate"]), log)
     primary = eval_plan.primary
-    challenger_score = _score(run_dir / FINETUNE_DIR / ONNX_FOLDER / target, eval_plan)
-    champion_score = _score(champion / ONNX_FOLDER / target, eval_plan)
+    challenger_score = _score(layout.onnx(target), eval_plan)
+    champion_score = _score(ModelStore.onnx(champion, target), eval_plan)
     lower_is_better = primary in LOWER_IS_BETTER
     gain = challenger_score - champion_score
     gain = -gain if lower_is_better else gain
@@ -107,11 +95,11 @@ def challenge(run_dir: Path, *, log: Log = no_log) -> dict:
     return _write(run_dir, decision, log)
 
 
-def _passed_targets(onnx_dir: Path, names: list[str]) -> list[str]:
+def _passed_targets(layout: RunLayout, names: list[str]) -> list[str]:
     return [
         name
         for name in names
-        if (read_json_if_any(onnx_dir / name / EXPORT_RECORD) or {}).get("passed")
+        if (read_json_if_any(layout.onnx(name) / EXPORT_RECORD) or {}).get("passed")
     ]
 
 
@@ -132,6 +120,6 @@ def _score(folder: Path, eval_plan) -> float:
 
 
 def _write(run_dir: Path, decision: dict, log: Log) -> dict:
-    atomic_write_json(decision_path(run_dir), decision)
+    atomic_write_json(RunLayout(run_dir).decision, decision)
     log(f"champion/challenger: {decision['decision']}: {decision['reason']}")
     return decision

@@ -12,6 +12,7 @@ of the full run: the base params with the winner's settings.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from slmops.artifacts import atomic_write_json, read_json_if_any
 from slmops.errors import SlmopsError
-from slmops.layout import HPO_DIR, TRIAL_NAME, TRIALS_DIR, TRIALS_NAME
+from slmops.layout import PLAN_NAME, TRIAL_NAME, RunLayout
 from slmops.pipeline import locations
 from slmops.pipeline.configs import search
 from slmops.pipeline.params import split_settings
@@ -71,13 +72,14 @@ def plan_trials(
     else:
         spec = search.load_search(settings.search, name="param search")
     run_dir = locations.run_dir(artifacts_root, dag_id, run_id)
+    layout = RunLayout(run_dir)
     base = prepare(
         params,
         dag_id=dag_id,
         run_id=run_id,
         artifacts_root=artifacts_root,
         data_roots=data_roots,
-        run_dir=run_dir / HPO_DIR / "base",
+        run_dir=layout.hpo / "base",
         write=False,  # a record of the params; the full run writes its own plan later
     )
     trials, planned = [], []
@@ -89,7 +91,7 @@ def plan_trials(
             run_id=run_id,
             artifacts_root=artifacts_root,
             data_roots=data_roots,
-            run_dir=run_dir / TRIALS_DIR / f"{index:02d}",
+            run_dir=layout.trial(index).root,
             write=False,
         )
         planned.append(trial_plan)
@@ -119,18 +121,23 @@ def plan_trials(
     }
     for trial_plan in planned:  # every trial checked: now write them
         write_plan(trial_plan)
-    atomic_write_json(run_dir / HPO_DIR / "plan.json", plan)
+    atomic_write_json(layout.hpo / PLAN_NAME, plan)
     return plan
 
 
-def run_trial(trial: dict, *, log: Log = no_log) -> dict:
-    """Train and score one trial; an error is the trial's result, not an exception."""
-    from slmops.pipeline import stages
-
+def run_trial(
+    trial: dict,
+    *,
+    finetune: Callable[..., dict],
+    evaluate: Callable[..., dict],
+    log: Log = no_log,
+) -> dict:
+    """Train and score one trial with the pipeline's ``finetune`` and ``evaluate`` stages;
+    an error is the trial's result, not an exception."""
     result: dict[str, Any] = {"index": trial["index"], "params": trial["params"]}
     try:
-        trained = stages.finetune(trial["finetune"], log=log)
-        scored = stages.evaluate(trial["evaluate"], log=log)
+        trained = finetune(trial["finetune"], log=log)
+        scored = evaluate(trial["evaluate"], log=log)
         result.update(
             status="ok",
             metric_name=scored["primary_metric"],
@@ -154,7 +161,7 @@ def select_best(run_dir: Path, results: list[dict], *, log: Log = no_log) -> dic
     from slmops.evaluation.config import LOWER_IS_BETTER
 
     run_dir = Path(run_dir)
-    plan = json.loads((run_dir / HPO_DIR / "plan.json").read_text(encoding="utf-8"))
+    plan = json.loads((RunLayout(run_dir).hpo / PLAN_NAME).read_text(encoding="utf-8"))
     results = sorted(results, key=lambda result: result["index"])
     metric = next((r["metric_name"] for r in results if r.get("metric_name")), "metric")
     lower_is_better = metric in LOWER_IS_BETTER
@@ -172,10 +179,10 @@ def select_best(run_dir: Path, results: list[dict], *, log: Log = no_log) -> dic
         "best_index": best,
         "best_params": winner["params"],
     }
-    atomic_write_json(run_dir / HPO_DIR / TRIALS_NAME, record)
+    atomic_write_json(RunLayout(run_dir).trials, record)
     log(f"best trial {best}: {winner['params']} ({metric} {winner['metric']})")
     return {**plan["params"], **winner["params"]}
 
 
 def read_trials(run_dir: Path) -> dict | None:
-    return read_json_if_any(Path(run_dir) / HPO_DIR / TRIALS_NAME)
+    return read_json_if_any(RunLayout(run_dir).trials)

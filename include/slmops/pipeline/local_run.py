@@ -17,9 +17,7 @@ from typing import Any
 
 from slmops.config import read_yaml_mapping
 from slmops.errors import SlmopsError
-from slmops.pipeline import champion, locations, stages
-from slmops.pipeline import summary as run_summary
-from slmops.pipeline.plan import prepare
+from slmops.pipeline import locations, stages
 from slmops.progress import Log, no_log
 
 
@@ -81,10 +79,9 @@ def run_pipeline(
     """Run every stage; returns the run's summary. Raises the first stage's error after
     writing the report (so a failed run still explains itself)."""
     from slmops.errors import NotPromoted
-    from slmops.pipeline.publish import publish as publish_run
 
     run_id = run_id or time.strftime("local__%Y-%m-%dT%H-%M-%S", time.gmtime())
-    plan = prepare(
+    plan = stages.prepare(
         config.params,
         dag_id=config.dag_id,
         run_id=run_id,
@@ -101,15 +98,15 @@ def run_pipeline(
         for target in plan["cpu_targets"] + plan["gpu_targets"]:
             _stage(f"optimize[{target}]", log, stages.optimize, plan["optimize"], target)
         if config.challenge:
-            _stage("challenge", log, champion.challenge, run_dir)
+            _stage("challenge", log, stages.challenge, run_dir)
     except SlmopsError as exc:
         failure = exc
-    summary = run_summary.write(run_dir, Path(plan["report_dir"]))
+    summary = stages.report(run_dir, Path(plan["report_dir"]))
     if failure is not None:
         raise failure
     if publish:  # after the report, which the published version carries (as in the DAG)
         try:
-            summary["published"] = publish_run(run_dir, Path(plan["models_root"]))["path"]
+            summary["published"] = stages.publish(run_dir, Path(plan["models_root"]))["path"]
         except NotPromoted as exc:
             log(str(exc))
     return summary

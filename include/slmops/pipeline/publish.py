@@ -1,10 +1,10 @@
 """Publish a finished run: its ONNX targets, adapter and report as a model version.
 
-``MODELS_ROOT/NAME/versions/RUN/`` holds the files and ``manifest.json`` (base model,
-dataset fingerprint, settings, metrics, gate results, targets); ``NAME/latest.json``
-points at the newest version. Files are hard-linked from the run folder when the two
-share a disk (no copy of the weights), copied otherwise. Publishing a run again
-replaces its own version, whole, and nothing else.
+A version folder in the model store (``slmops.layout.ModelStore``) holds the files and
+a manifest (base model, dataset fingerprint, settings, metrics, gate results, targets);
+the model's latest pointer names the newest version. Files are hard-linked from the run
+folder when the two share a disk (no copy of the weights), copied otherwise. Publishing a
+run again replaces its own version, whole, and nothing else.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 from slmops import __version__
 from slmops.artifacts import atomic_directory, atomic_write_json
 from slmops.errors import NotPromoted, PublishError
-from slmops.layout import FINETUNE_DIR, LATEST_NAME, MANIFEST_NAME, ONNX_FOLDER, SUMMARY_NAME
+from slmops.layout import ADAPTER, ONNX_FOLDER, REPORT_FILES, ModelStore, RunLayout
 from slmops.pipeline import locations
 from slmops.pipeline.champion import KEEP, read_decision
 from slmops.pipeline.plan import read_plan
@@ -40,10 +40,6 @@ def data_asset_uri(data_file: str) -> str:
 def publish(run_dir: Path, models_root: Path) -> dict:
     """Publish the run; returns the manifest. Refuses a run whose gates did not all pass."""
     run_dir = Path(run_dir)
-    from slmops.pipeline import multi_adapter
-
-    if multi_adapter.is_multi_run(run_dir):
-        return multi_adapter.publish(run_dir, Path(models_root))
     plan = read_plan(run_dir)
     summary = collect(run_dir)
     if not summary["passed"]:
@@ -57,32 +53,28 @@ def publish(run_dir: Path, models_root: Path) -> dict:
         raise NotPromoted(f"run {plan['run_id']} is not published: {decision['reason']}")
     name = plan["model_name"]
     version = locations.safe_name(plan["run_id"])
-    final = version_dir(models_root, name, version)
+    final = ModelStore(models_root).version(name, version)
     trees = {f"{ONNX_FOLDER}/{target}": Path(r["path"]) for target, r in summary["targets"].items()}
-    adapter = run_dir / FINETUNE_DIR / "adapter"
+    adapter = RunLayout(run_dir).finetune.adapter
     if adapter.is_dir():
-        trees["adapter"] = adapter
+        trees[ADAPTER] = adapter
     manifest = _manifest(plan, summary, final)
     write_version(final, trees, Path(plan["report_dir"]), manifest)
     return manifest
 
 
-def version_dir(models_root: Path, name: str, version: str) -> Path:
-    return Path(models_root) / name / "versions" / version
-
-
 def write_version(final: Path, trees: dict[str, Path], report_dir: Path, manifest: dict) -> None:
     """Write the version folder whole (``trees``: folder in the version -> run folder to
-    link, the run's report, manifest.json), then point NAME/latest.json at it."""
+    link, the run's report, the manifest), then make it the model's latest version."""
     with atomic_directory(final) as folder:
         for relative, source in trees.items():
             link_tree(source, folder / relative)
-        for report in ("report.md", "report.html", SUMMARY_NAME):
+        for report in REPORT_FILES:
             if (report_dir / report).is_file():
                 shutil.copy2(report_dir / report, folder / report)
-        atomic_write_json(folder / MANIFEST_NAME, manifest)
+        atomic_write_json(ModelStore.manifest(folder), manifest)
     atomic_write_json(
-        final.parent.parent / LATEST_NAME,
+        ModelStore.latest_of(final),
         {"version": final.name, "path": str(final), "published_at": manifest["published_at"]},
     )
 

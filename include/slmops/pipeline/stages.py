@@ -1,12 +1,64 @@
-"""Each pipeline stage as one call on its slice of the plan, returning a small dict.
+"""The one API of a pipeline run: every task as one call, returning a small dict.
 
-The Airflow operators and ``slmops run`` both call these, so a stage behaves the same
-with or without Airflow. Heavy libraries are imported inside each stage.
+The Airflow operators, ``slmops run`` and ``slmops report`` call only these, so a stage
+behaves the same with or without Airflow. The pipeline tasks, in order::
+
+    prepare -> validate -> finetune -> evaluate -> optimize[target] -> (challenge)
+      -> report -> publish
+
+and the run kinds built from them: hyperparameter search (``plan_trials``, ``run_trial``,
+``select_best``) and several adapters on one base (``plan_adapters``, ``build_adapters``).
+Whether a run folder holds one pipeline or a multi-adapter run is decided here, once
+(``_kind``), for the report, the summary and publishing. Heavy libraries are imported
+inside each stage, so importing this module is cheap.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from slmops.layout import RunLayout
+from slmops.pipeline.summary import key_numbers, latest_run
 from slmops.progress import Log, no_log
+
+__all__ = [
+    "build_adapters",
+    "challenge",
+    "evaluate",
+    "finetune",
+    "key_numbers",
+    "latest_run",
+    "optimize",
+    "plan_adapters",
+    "plan_trials",
+    "prepare",
+    "publish",
+    "report",
+    "run_trial",
+    "select_best",
+    "summarize",
+    "validate",
+    "watch_data",
+]
+
+
+def prepare(
+    conf: dict,
+    *,
+    dag_id: str,
+    run_id: str,
+    artifacts_root: Path,
+    data_roots: list[Path],
+) -> dict:
+    """Check the params, confine every file they name and write RUN_DIR/plan.json; the
+    plan holds each later stage's settings."""
+    from slmops.pipeline.plan import prepare as plan_run
+
+    return plan_run(
+        conf, dag_id=dag_id, run_id=run_id, artifacts_root=artifacts_root, data_roots=data_roots
+    )
 
 
 def validate(settings: dict, *, log: Log = no_log) -> dict:
@@ -70,3 +122,110 @@ def optimize(settings: dict, target: str, *, log: Log = no_log) -> dict:
         "size_mb": result.record["size_mb"],
         "decode_speedup": decode.get("decode_speedup"),
     }
+
+
+def challenge(run_dir: Path, *, log: Log = no_log) -> dict:
+    """Champion / challenger on the same eval rows; writes RUN_DIR/champion/decision.json."""
+    from slmops.pipeline.champion import challenge as challenge_champion
+
+    return challenge_champion(Path(run_dir), log=log)
+
+
+def summarize(run_dir: Path) -> dict:
+    """The run's outcome from what its stages wrote (stages without output: "no result")."""
+    return _kind(run_dir).collect(Path(run_dir))
+
+
+def report(run_dir: Path, output_dir: Path | None = None) -> dict:
+    """report.md, report.html and summary.json in ``output_dir`` (default RUN_DIR/report);
+    returns the summary."""
+    run_dir = Path(run_dir)
+    output_dir = Path(output_dir) if output_dir else RunLayout(run_dir).report
+    return _kind(run_dir).write(run_dir, output_dir)
+
+
+def publish(run_dir: Path, models_root: Path) -> dict:
+    """Ship a passed run as a new version in the model store (``slmops.layout.ModelStore``)
+    and make it the latest; returns the version's manifest. Raises PublishError for a run
+    that did not pass and NotPromoted when the champion stays."""
+    return _kind(run_dir).publish(Path(run_dir), Path(models_root))
+
+
+def watch_data(
+    data_file: str, *, artifacts_root: Path, data_roots: list[Path], watcher: str
+) -> dict:
+    """Hash a data file (under the data roots) and compare it with ``watcher``'s last look:
+    ``first_seen``, ``changed``, ``sha256``, ``previous_sha256``, ``path``, ``size_bytes``."""
+    from slmops.pipeline import locations
+    from slmops.pipeline.data_watch import look, state_path
+
+    path = locations.confine(data_file, data_roots, "data_file")
+    return look(path, state_path(artifacts_root, watcher))
+
+
+# -- hyperparameter search
+
+
+def plan_trials(
+    conf: dict, *, dag_id: str, run_id: str, artifacts_root: Path, data_roots: list[Path]
+) -> dict:
+    """Every trial's plan, all checked before any is written (RUN_DIR/hpo/)."""
+    from slmops.pipeline.hpo import plan_trials as plan_search
+
+    return plan_search(
+        conf, dag_id=dag_id, run_id=run_id, artifacts_root=artifacts_root, data_roots=data_roots
+    )
+
+
+def run_trial(trial: dict, *, log: Log = no_log) -> dict:
+    """Train and score one trial; a failed trial is its result, not an exception."""
+    from slmops.pipeline.hpo import run_trial as train_trial
+
+    return train_trial(trial, finetune=finetune, evaluate=evaluate, log=log)
+
+
+def select_best(run_dir: Path, results: list[dict], *, log: Log = no_log) -> dict:
+    """The best trial's params for the full run; writes RUN_DIR/hpo/trials.json."""
+    from slmops.pipeline.hpo import select_best as pick_best
+
+    return pick_best(Path(run_dir), results, log=log)
+
+
+# -- several adapters on one base
+
+
+def plan_adapters(
+    conf: dict, *, dag_id: str, run_id: str, artifacts_root: Path, data_roots: list[Path]
+) -> dict:
+    """Each adapter's plan, all checked before any is written (RUN_DIR/adapters/NAME/)."""
+    from slmops.pipeline.multi_adapter import plan_adapters as plan_each
+
+    return plan_each(
+        conf, dag_id=dag_id, run_id=run_id, artifacts_root=artifacts_root, data_roots=data_roots
+    )
+
+
+def build_adapters(run_dir: Path, *, log: Log = no_log) -> dict:
+    """One shared ONNX base with an .onnx_adapter per adapter, each scored through it."""
+    from slmops.pipeline.multi_adapter.build import build
+
+    return build(Path(run_dir), log=log)
+
+
+@dataclass(frozen=True)
+class _RunKind:
+    collect: Callable[[Path], dict]
+    write: Callable[[Path, Path], dict]
+    publish: Callable[[Path, Path], dict]
+
+
+def _kind(run_dir: Path) -> _RunKind:
+    """The one place that tells a multi-adapter run folder from a single pipeline's."""
+    if RunLayout(run_dir).is_multi_adapter:
+        from slmops.pipeline.multi_adapter import report as multi
+
+        return _RunKind(multi.collect, multi.write, multi.publish)
+    from slmops.pipeline import publish as single_publish
+    from slmops.pipeline import summary as single
+
+    return _RunKind(single.collect, single.write, single_publish.publish)

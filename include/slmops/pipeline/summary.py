@@ -13,17 +13,12 @@ from slmops.artifacts import atomic_directory, atomic_write_json, read_json_if_a
 from slmops.errors import ConfigError
 from slmops.layout import (
     BENCHMARK_NAME,
-    EVALUATION_FOLDER,
-    EVALUATION_NAME,
     EXPORT_RECORD,
-    FINETUNE_DIR,
-    METRICS_NAME,
-    ONNX_FOLDER,
     PARITY_NAME,
     PLAN_NAME,
     SUMMARY_NAME,
-    VALIDATION_DIR,
-    VALIDATION_REPORT,
+    ModelStore,
+    RunLayout,
 )
 from slmops.pipeline.champion import read_decision
 from slmops.pipeline.configs.search import trials_table
@@ -38,17 +33,16 @@ NO_RESULT = "no result"  # the stage did not run, or failed before writing one
 def collect(run_dir: Path) -> dict:
     """The run's outcome as a small dict (it is also the report's content)."""
     run_dir = Path(run_dir)
+    layout = RunLayout(run_dir)
     plan = read_plan(run_dir)
-    finetune = run_dir / FINETUNE_DIR
-    validation = read_json_if_any(run_dir / VALIDATION_DIR / VALIDATION_REPORT)
-    training = read_json_if_any(finetune / METRICS_NAME)
-    evaluation = read_json_if_any(finetune / EVALUATION_FOLDER / EVALUATION_NAME)
+    validation = read_json_if_any(layout.validation_report)
+    training = read_json_if_any(layout.finetune.metrics)
+    evaluation = read_json_if_any(layout.finetune.evaluation_report)
     targets = {
-        name: _target(finetune / ONNX_FOLDER / name)
-        for name in plan["cpu_targets"] + plan["gpu_targets"]
+        name: _target(layout.onnx(name)) for name in plan["cpu_targets"] + plan["gpu_targets"]
     }
-    published = (
-        Path(plan["models_root"]) / plan["model_name"] / "versions" / safe_name(plan["run_id"])
+    published = ModelStore(plan["models_root"]).version(
+        plan["model_name"], safe_name(plan["run_id"])
     )
     stages = {
         "validation": _stage(validation),
@@ -78,10 +72,6 @@ def collect(run_dir: Path) -> dict:
 
 def write(run_dir: Path, output_dir: Path) -> dict:
     """Write report.md, report.html and summary.json into ``output_dir``; return the summary."""
-    from slmops.pipeline import multi_adapter
-
-    if multi_adapter.is_multi_run(run_dir):
-        return multi_adapter.write(run_dir, output_dir)
     summary = collect(run_dir)
     write_report(summary, _document(summary), output_dir)
     return summary
@@ -96,11 +86,10 @@ def write_report(summary: dict, document: Document, output_dir: Path) -> None:
 
 def latest_run(artifacts_root: Path) -> Path:
     """The most recently planned run folder (ROOT/runs/DAG_ID/RUN_ID) under ``artifacts_root``."""
-    from slmops.layout import MULTI_DIR
-
     planned = {}
     for folder in Path(artifacts_root).glob("runs/*/*"):
-        for plan in (folder / PLAN_NAME, folder / MULTI_DIR / PLAN_NAME):
+        layout = RunLayout(folder)
+        for plan in (layout.plan, layout.multi_plan):
             if plan.is_file():
                 planned[folder] = plan.stat().st_mtime
                 break
