@@ -105,7 +105,8 @@ def score_label_adapter(run_path: Path, multi_dir: Path) -> tuple[dict, list[dic
     """Eval-set metrics of the label adapter served by the multi-adapter model, and a few
     answers of both adapters to the same phrases."""
     from slmops.evaluation.config import config_for_run
-    from slmops.evaluation.run import plan, score_answers
+    from slmops.evaluation.eval_set import build as plan
+    from slmops.evaluation.run import score_answers
     from slmops.export.multi_adapter import open_multi_adapter
     from slmops.export.runners import encode_prompts, greedy_answers
     from slmops.inference import chat_prompt, decode_answers
@@ -135,7 +136,7 @@ def score_label_adapter(run_path: Path, multi_dir: Path) -> tuple[dict, list[dic
 
 def measure_all(run_path: Path, exports: dict, multi) -> list[dict]:
     from slmops.evaluation.config import config_for_run
-    from slmops.evaluation.run import plan
+    from slmops.evaluation.eval_set import build as plan
     from slmops.export.benchmark import Subject, measure, with_speedups
     from slmops.export.runners import encode_prompts
 

@@ -18,19 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from slmops.artifacts import atomic_directory, atomic_write_json, atomic_write_text
-from slmops.data.formatting import Example
-from slmops.data.loading import PreparedData, prepare
 from slmops.devices import place
-from slmops.errors import ConfigError, EvaluationError, GateFailure
-from slmops.evaluation import gates
+from slmops.errors import GateFailure
+from slmops.evaluation import eval_set, gates
 from slmops.evaluation.config import (
-    LOSS_METRICS,
     LOWER_IS_BETTER,
-    TASK_METRICS,
     EvaluateConfig,
     GateThresholds,
-    read_run_metrics,
 )
+from slmops.evaluation.eval_set import EvalPlan
 from slmops.evaluation.gates import GateRecord
 from slmops.evaluation.report import write_report
 from slmops.evaluation.scoring import (
@@ -39,20 +35,16 @@ from slmops.evaluation.scoring import (
     label_of,
     language_modeling_metrics,
     text_metrics,
-    without_special_tokens,
 )
 from slmops.inference import greedy_complete
 from slmops.layout import EVALUATION_NAME, GATES_NAME
 from slmops.models import (
-    ResolvedModel,
     load_causal_lm,
-    load_padding_tokenizer,
     quiet_libraries,
-    resolve,
 )
 from slmops.progress import Log, no_log
 from slmops.report import verdict
-from slmops.training.adapters import apply_adapter, check_adapter_folder
+from slmops.training.adapters import apply_adapter
 
 PREDICTIONS_NAME = "predictions.jsonl"
 
@@ -68,30 +60,12 @@ class EvaluationResult:
         return gates.failed(self.gates)
 
 
-@dataclass
-class EvalPlan:
-    """What to score, checked before any model is loaded."""
-
-    task: str
-    primary: str
-    base: ResolvedModel
-    tokenizer: Any
-    data: PreparedData
-    labels: list[str]
-    references: list[str]  # the completions as a model's answer reads (no special tokens)
-    adapter: Path | None  # applied to the base for the fine-tuned model
-    fine_tuned_model: Path | None  # a whole fine-tuned model (full fine-tuning)
-    history: dict | None
-    validation: dict | None
-    max_new_tokens: int
-
-
 def run(config: EvaluateConfig, *, log: Log = no_log) -> EvaluationResult:
     """Score, judge and report; raises ``GateFailure`` when a gate fails (and
     ``config.fail_on_gates``), after the results are written."""
     quiet_libraries()
     device = place(device=config.device).device
-    eval_plan = plan(config, log)
+    eval_plan = eval_set.build(config, log)
     scored = _score_models(eval_plan, config, device, log)
     records = _judge(config, eval_plan, scored)
     predictions = _prediction_rows(eval_plan, scored)
@@ -109,92 +83,6 @@ def run(config: EvaluateConfig, *, log: Log = no_log) -> EvaluationResult:
     if result.failed and config.fail_on_gates:
         raise GateFailure(result.failed)
     return result
-
-
-def plan(config: EvaluateConfig, log: Log = no_log) -> EvalPlan:
-    """What to score (task, eval rows, references, labels, models), checked before any
-    model is loaded; the ONNX parity check scores exported models on the same plan."""
-    task = config.resolved_task()
-    primary = config.resolved_primary()
-    _check_metric_names(config, task, primary)
-    history = _training_history(config.run_path)
-    validation = _validation_report(config.validation_path)
-    model_name = config.model_name_or_path or (history or {}).get("model_name_or_path")
-    base = resolve(model_name, log=log)
-    tokenizer = load_padding_tokenizer(base, trust_remote_code=config.trust_remote_code)
-    data = prepare(config, tokenizer, log=log)
-    if not data.eval:
-        raise EvaluationError("the eval split is empty; nothing to evaluate")
-    adapter, whole = _fine_tuned_source(config, history)
-    labels: list[str] = []
-    if task == "classification":
-        labels = sorted({*(data.train_labels or []), *(data.eval_labels or [])})
-    references = [without_special_tokens(e.completion, tokenizer) for e in data.eval]
-    return EvalPlan(
-        task,
-        primary,
-        base,
-        tokenizer,
-        data,
-        labels,
-        references,
-        adapter,
-        whole,
-        history,
-        validation,
-        _max_new_tokens(config, tokenizer, data.eval),
-    )
-
-
-def _check_metric_names(config: EvaluateConfig, task: str, primary: str) -> None:
-    """Gate and primary metric names must be metrics this task computes."""
-    if config.extra_metrics:
-        return  # their keys are known only once they are computed
-    known = (*TASK_METRICS[task], *LOSS_METRICS)
-    named = {"--primary_metric": [primary]}
-    named["--min_metric"] = list(config.metric_floors(task))
-    named["--max_metric"] = list(config.max_metric or {})
-    for flag, names in named.items():
-        for name in names:
-            if name not in known:
-                raise ConfigError(
-                    f"{flag}: {name!r} is not a metric of a {task} evaluation; it reports "
-                    f"{', '.join(known)}"
-                )
-
-
-def _training_history(run_path: Path | None) -> dict | None:
-    if run_path is None:
-        return None
-    history = read_run_metrics(run_path)
-    return {**history, "model_name_or_path": history["config"]["model_name_or_path"]}
-
-
-def _fine_tuned_source(
-    config: EvaluateConfig, history: dict | None
-) -> tuple[Path | None, Path | None]:
-    """(adapter to apply to the base, or a whole fine-tuned model folder)."""
-    if config.adapter_path is not None:
-        return check_adapter_folder(config.adapter_path), None
-    if history is None:
-        return None, None  # a single model, scored on its own
-    outputs = history.get("outputs", {})
-    run_path = Path(config.run_path)
-    if outputs.get("adapter"):
-        return run_path / outputs["adapter"], None
-    if outputs.get("merged"):
-        return None, run_path / outputs["merged"]
-    raise EvaluationError(f"run_path {run_path}: the run recorded neither an adapter nor a model")
-
-
-def _max_new_tokens(config: EvaluateConfig, tokenizer, examples: list[Example]) -> int:
-    if config.max_new_tokens is not None:
-        return config.max_new_tokens
-    longest = max(
-        len(tokenizer(example.completion, add_special_tokens=False)["input_ids"])
-        for example in examples
-    )
-    return min(4096, max(16, longest * 3 // 2 + 8))
 
 
 def _load(path: Path, config: EvaluateConfig, device: str):
@@ -367,14 +255,3 @@ def _prediction_rows(eval_plan: EvalPlan, scored: dict[str, dict]) -> list[dict]
                 row[f"{name}_label"] = scores["predicted_labels"][index]
         rows.append(row)
     return rows
-
-
-def _validation_report(path: Path | None) -> dict | None:
-    if path is None:
-        return None
-    path = Path(path)
-    if path.is_dir():
-        path = path / "validation.json"
-    if not path.is_file():
-        raise ConfigError(f"--validation_path {path}: no such validation report")
-    return json.loads(path.read_text(encoding="utf-8"))

@@ -9,7 +9,7 @@ own export (for int4 the builder's k-quant int4, told to leave the LoRA MatMuls 
 with the LoRA weights turned into graph inputs: a symbolic rank (adapters of different
 ranks share the base) and a rank-1 zero default (no adapter selected = the base model).
 Every adapter is checked name by name and shape by shape against those inputs before
-any ``.onnx_adapter`` file is written.
+any ``.onnx_adapter`` file is written (the graph work is ``lora_graph``'s).
 """
 
 from __future__ import annotations
@@ -23,11 +23,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from slmops.artifacts import atomic_directory, atomic_write_json
-from slmops.errors import AdapterMismatch, ConfigError
+from slmops.errors import ConfigError
 from slmops.export import MODEL_FILE
 from slmops.export.config import require_parent
 from slmops.export.genai_builder import BUILD_LOG, build_with_genai
-from slmops.export.quantize import load_model, quantize_int8_dynamic, save_model
+from slmops.export.lora_graph import (
+    check_matches,
+    lora_inputs,
+    lora_weight_names,
+    lora_weights,
+    lora_weights_to_inputs,
+    write_adapter,
+)
+from slmops.export.quantize import load_model, quantize_int8_dynamic
 from slmops.export.targets import DEFAULT_TARGET, Target, resolve_target
 from slmops.models import resolve
 from slmops.progress import Log, no_log
@@ -35,8 +43,6 @@ from slmops.training.adapters import adapter_base_name, check_adapter_fits, chec
 
 ADAPTER_SUFFIX = ".onnx_adapter"
 MANIFEST = "adapters.json"
-RANK_DIM = "lora_r"
-_LORA_NODE = re.compile(r"/lora_[AB]/")
 _FLOAT_PRECISION = {"int4": "fp32", "int8": "fp32", "fp32": "fp32", "fp16": "fp16"}
 
 
@@ -77,11 +83,11 @@ def generate_adapters(
             base.path, adapters, Path(staging), target, log
         )
         _build_base(base.path, adapters, folder, Path(staging), target, lora_nodes, log)
-        inputs = _lora_inputs(folder / MODEL_FILE)
+        inputs = lora_inputs(folder / MODEL_FILE)
         for name, path in adapters.items():
-            _check_matches(name, path, weights[name], inputs)
+            check_matches(name, path, weights[name], inputs)
         for name, tensors in weights.items():
-            _write_adapter(tensors, folder / f"{name}{ADAPTER_SUFFIX}")
+            write_adapter(tensors, folder / f"{name}{ADAPTER_SUFFIX}")
         manifest = _manifest(base.name, target, adapters, weights, inputs, started)
         atomic_write_json(folder / MANIFEST, manifest)
     log(f"{len(adapters)} adapters over one {target.name} base: {out}")
@@ -115,12 +121,12 @@ def _export_with_each_adapter(
             log=log,
         )
         model = load_model(build_dir / MODEL_FILE)
-        weights[name] = _lora_weights(model, build_dir)
+        weights[name] = lora_weights(model, build_dir)
         if lora_nodes:
             del model
             shutil.rmtree(build_dir)  # a whole float model per adapter: keep only the first
         else:
-            lora_nodes = sorted(_lora_weight_names(model).values())
+            lora_nodes = sorted(lora_weight_names(model).values())
     return weights, lora_nodes
 
 
@@ -152,7 +158,7 @@ def _build_base(
     else:
         for entry in (staging / first_name).iterdir():
             shutil.move(str(entry), folder / entry.name)
-    _lora_weights_to_inputs(folder / MODEL_FILE)
+    lora_weights_to_inputs(folder / MODEL_FILE)
     if target.precision == "int8":
         log("dynamic int8 quantization of the base weights")
         quantize_int8_dynamic(folder / MODEL_FILE, folder / MODEL_FILE, exclude_nodes=lora_nodes)
@@ -216,110 +222,6 @@ def _refuse_dora(path: Path) -> None:
         )
     if config.get("peft_type", "LORA") != "LORA":
         raise ConfigError(f"--adapter_paths {path}: {config['peft_type']} is not a LoRA adapter")
-
-
-def _lora_weight_names(model) -> dict[str, str]:
-    """LoRA weight initializer -> the MatMul node that uses it."""
-    return {
-        node.input[1]: node.name
-        for node in model.graph.node
-        if node.op_type == "MatMul" and _LORA_NODE.search(node.name)
-    }
-
-
-def _lora_weights(model, source: Path) -> dict:
-    """The LoRA weights of an export: initializer name -> float array."""
-    from onnx import numpy_helper
-
-    names = _lora_weight_names(model)
-    if not names:
-        raise AdapterMismatch(
-            f"the export in {source} has no LoRA MatMuls; the builder did not apply the "
-            "adapter (is it a LoRA adapter of a supported architecture?)"
-        )
-    weights = {
-        initializer.name: numpy_helper.to_array(initializer)
-        for initializer in model.graph.initializer
-        if initializer.name in names
-    }
-    if len(weights) != len(names):
-        raise AdapterMismatch(
-            f"the export in {source} quantized {len(names) - len(weights)} LoRA weights; "
-            "they must stay float to be swapped at run time"
-        )
-    return weights
-
-
-def _lora_weights_to_inputs(model_path: Path) -> None:
-    """Rewrite the model so its LoRA weights are graph inputs with a symbolic rank, each
-    with a rank-1 zero default (an initializer named like an input is its default), so
-    with no adapter selected the LoRA branch adds nothing."""
-    import numpy as np
-    from onnx import helper, numpy_helper
-
-    model = load_model(model_path)
-    weights = _lora_weights(model, model_path.parent)
-    kept = [i for i in model.graph.initializer if i.name not in weights]
-    del model.graph.initializer[:]
-    model.graph.initializer.extend(kept)
-    for name, array in weights.items():
-        is_a = ".lora_A." in name
-        shape = [array.shape[0], RANK_DIM] if is_a else [RANK_DIM, array.shape[1]]
-        elem_type = helper.np_dtype_to_tensor_dtype(array.dtype)
-        model.graph.input.append(helper.make_tensor_value_info(name, elem_type, shape))
-        zero = np.zeros((array.shape[0], 1) if is_a else (1, array.shape[1]), array.dtype)
-        model.graph.initializer.append(numpy_helper.from_array(zero, name))
-    save_model(model, model_path)
-
-
-def _lora_inputs(model_path: Path) -> dict[str, list]:
-    """The base's LoRA inputs: name -> shape (the rank as the symbol ``lora_r``)."""
-    model = load_model(model_path)
-    names = set(_lora_weight_names(model))
-    return {
-        value.name: [dim.dim_param or dim.dim_value for dim in value.type.tensor_type.shape.dim]
-        for value in model.graph.input
-        if value.name in names
-    }
-
-
-def _check_matches(name: str, path: Path, weights: dict, inputs: dict[str, list]) -> None:
-    """An adapter fits the base when it has exactly the base's LoRA inputs, each with the
-    base's fixed side and one rank shared by its A and B."""
-    missing = sorted(set(inputs) - set(weights))
-    extra = sorted(set(weights) - set(inputs))
-    if missing or extra:
-        raise AdapterMismatch(
-            f"adapter {name} ({path}) adapts other layers than the base's first adapter: "
-            f"missing {_short(missing)}; extra {_short(extra)}. Train every adapter with the "
-            "same --target_modules (or build one multi-adapter model per set of modules)"
-        )
-    for tensor, array in weights.items():
-        expected = inputs[tensor]
-        fixed = [(i, dim) for i, dim in enumerate(expected) if dim != RANK_DIM]
-        if array.ndim != len(expected) or any(array.shape[i] != dim for i, dim in fixed):
-            raise AdapterMismatch(
-                f"adapter {name} ({path}): {tensor} has shape {list(array.shape)}, the base "
-                f"expects {expected}; it was trained on {adapter_base_name(path)}"
-            )
-
-
-def _short(names: list[str]) -> str:
-    if not names:
-        return "none"
-    return ", ".join(names[:3]) + (f" (+{len(names) - 3})" if len(names) > 3 else "")
-
-
-def _write_adapter(tensors: dict, path: Path) -> None:
-    import onnxruntime as ort
-
-    adapter = ort.AdapterFormat()
-    adapter.set_adapter_version(1)
-    adapter.set_model_version(1)
-    adapter.set_parameters(
-        {name: ort.OrtValue.ortvalue_from_numpy(array) for name, array in tensors.items()}
-    )
-    adapter.export_adapter(str(path))
 
 
 def _manifest(

@@ -23,11 +23,10 @@ from typing import Any
 
 from slmops.artifacts import atomic_directory, atomic_write_json
 from slmops.errors import GateFailure
-from slmops.evaluation import gates
-from slmops.evaluation.config import config_for_run, read_run_metrics
+from slmops.evaluation import eval_set, gates
+from slmops.evaluation.config import read_run_metrics
+from slmops.evaluation.eval_set import EvalPlan
 from slmops.evaluation.gates import GateRecord
-from slmops.evaluation.run import EvalPlan
-from slmops.evaluation.run import plan as evaluation_plan
 from slmops.export import parity
 from slmops.export.benchmark import Subject, measure, size_on_disk, with_speedups
 from slmops.export.config import AutoOptConfig
@@ -200,8 +199,12 @@ def _source(config: AutoOptConfig, log: Log) -> _Source:
         check_adapter_fits(base.path, adapter, base.name)
     eval_plan = None
     if config.parity and config.run_path is not None:
-        settings = {"model_name_or_path": base_name, "trust_remote_code": config.trust_remote_code}
-        eval_plan = evaluation_plan(config_for_run(Path(config.run_path), **settings), log)
+        eval_plan = eval_set.for_run(
+            config.run_path,
+            model_name_or_path=base_name,
+            trust_remote_code=config.trust_remote_code,
+            log=log,
+        )
     return _Source(base, model_dir or base.path, adapter, eval_plan)
 
 

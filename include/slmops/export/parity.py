@@ -18,8 +18,9 @@ from pathlib import Path
 
 from slmops.evaluation import gates
 from slmops.evaluation.config import LOWER_IS_BETTER
+from slmops.evaluation.eval_set import EvalPlan
 from slmops.evaluation.gates import GateRecord
-from slmops.evaluation.run import EvalPlan, score_answers
+from slmops.evaluation.run import score_answers
 from slmops.export.runners import encode_prompts, greedy_answers, open_exported
 from slmops.export.runners.pytorch import TorchRunner
 from slmops.export.targets import Target

@@ -16,7 +16,7 @@ from pathlib import Path
 from slmops.artifacts import atomic_write_json, read_json_if_any
 from slmops.evaluation.config import LOWER_IS_BETTER
 from slmops.layout import EXPORT_RECORD, ModelStore, RunLayout
-from slmops.pipeline.plan import evaluate_config, read_plan
+from slmops.pipeline.plan import read_plan
 from slmops.progress import Log, no_log
 from slmops.report import cell
 
@@ -57,9 +57,9 @@ def challenge(run_dir: Path, *, log: Log = no_log) -> dict:
         return _write(run_dir, decision, log)
 
     target = common[0]
-    from slmops.evaluation.run import plan as evaluation_plan
+    from slmops.evaluation import eval_set
 
-    eval_plan = evaluation_plan(evaluate_config(plan["evaluate"]), log)
+    eval_plan = eval_set.for_run(plan["evaluate"]["run_path"], log=log)
     primary = eval_plan.primary
     challenger_score = _score(layout.onnx(target), eval_plan)
     champion_score = _score(ModelStore.onnx(champion, target), eval_plan)

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from slmops.layout import RunLayout
 from slmops.pipeline.summary import key_numbers, latest_run
@@ -67,7 +68,7 @@ def validate(settings: dict, *, log: Log = no_log) -> dict:
     from slmops.validation.runner import run
 
     report = run(
-        DataConfig.model_validate(settings["data"]),
+        _checked(DataConfig.model_validate, _required(settings, "data", "validate"), "validate"),
         settings.get("suite", "default"),
         model_name_or_path=settings.get("model_name_or_path"),
         max_seq_len=settings.get("max_seq_len"),
@@ -88,7 +89,7 @@ def finetune(settings: dict, *, log: Log = no_log) -> dict:
     from slmops.training.config import FinetuneConfig
     from slmops.training.run import run
 
-    return run(FinetuneConfig.model_validate(settings), log=log).summary()
+    return run(_checked(FinetuneConfig.model_validate, settings, "finetune"), log=log).summary()
 
 
 def evaluate(settings: dict, *, log: Log = no_log) -> dict:
@@ -96,7 +97,8 @@ def evaluate(settings: dict, *, log: Log = no_log) -> dict:
     from slmops.evaluation.run import run
     from slmops.pipeline.plan import evaluate_config
 
-    result = run(evaluate_config(settings), log=log)
+    _required(settings, "run_path", "evaluate")
+    result = run(_checked(evaluate_config, settings, "evaluate"), log=log)
     summary = result.summary
     return {
         "output_path": str(result.output_path),
@@ -210,6 +212,30 @@ def build_adapters(run_dir: Path, *, log: Log = no_log) -> dict:
     from slmops.pipeline.multi_adapter.build import build
 
     return build(Path(run_dir), log=log)
+
+
+def _checked(build: Callable[[Any], Any], settings: Any, stage: str) -> Any:
+    """A stage's settings as its typed config; a bad one (from a hand-edited plan or an
+    XCom) is a ConfigError naming the stage and field, which fails the task without
+    retries, not a raw pydantic error that Airflow would retry."""
+    from pydantic import ValidationError
+
+    from slmops.config import describe_validation_error
+    from slmops.errors import ConfigError
+
+    try:
+        return build(settings)
+    except ValidationError as exc:
+        message = describe_validation_error(exc, source=None, flag_style=False)
+        raise ConfigError(f"{stage} settings: {message}") from None
+
+
+def _required(settings: dict, key: str, stage: str) -> Any:
+    from slmops.errors import ConfigError
+
+    if key not in settings:
+        raise ConfigError(f"{stage} settings: {key!r} is missing; pass the plan's {stage} slice")
+    return settings[key]
 
 
 @dataclass(frozen=True)

@@ -11,14 +11,13 @@ from typing import Any
 from slmops.artifacts import atomic_write_json
 from slmops.layout import SCORES_NAME, RunLayout
 from slmops.pipeline.multi_adapter.plan import read_multi_plan
-from slmops.pipeline.plan import evaluate_config
 from slmops.progress import Log, no_log
 from slmops.report import cell
 
 
 def build(run_dir: Path, *, log: Log = no_log) -> dict:
     """Export the shared base with every adapter, then score each adapter through it."""
-    from slmops.evaluation.run import plan as evaluation_plan
+    from slmops.evaluation import eval_set
     from slmops.export.multi_adapter import generate_adapters, open_multi_adapter
     from slmops.export.parity import score_exported
 
@@ -40,7 +39,7 @@ def build(run_dir: Path, *, log: Log = no_log) -> dict:
     scores: dict[str, Any] = {}
     try:
         for adapter in multi["adapters"]:
-            eval_plan = evaluation_plan(evaluate_config(adapter["evaluate"]), log)
+            eval_plan = eval_set.for_run(adapter["evaluate"]["run_path"], log=log)
             own = score_exported(runner, eval_plan, adapter=adapter["name"])
             # The other adapters answer the same prompts: they must not answer alike.
             others = {

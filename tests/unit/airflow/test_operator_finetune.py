@@ -1,0 +1,48 @@
+"""FineTuneOperator on the plan's finetune settings: what stops training before a step
+fails the task clearly (no retry), naming the model folder or the data file."""
+
+from __future__ import annotations
+
+import pytest
+from airflow.sdk.exceptions import AirflowFailException
+
+from slmops_airflow.finetune import FineTuneOperator
+from slmops_airflow.prepare import PrepareRunOperator
+
+
+def plan_for(context, form, **params) -> dict:
+    return PrepareRunOperator(task_id="prepare").execute(context(params={**form, **params}))
+
+
+def finetune(settings, context) -> dict:
+    return FineTuneOperator(task_id="finetune", config=settings).execute(context())
+
+
+def test_a_base_model_folder_without_config_fails_naming_it(roots, context, form):
+    (roots.data / "no-model").mkdir()
+    settings = plan_for(context, form, model_name_or_path="no-model")["finetune"]
+    assert settings["model_name_or_path"] == str(roots.data / "no-model")
+    with pytest.raises(AirflowFailException, match=f"{roots.data / 'no-model'} has no config"):
+        finetune(settings, context)
+
+
+def test_data_gone_since_prepare_fails_naming_the_file(roots, context, form, tiny_model_dir):
+    settings = plan_for(context, form)["finetune"]
+    settings = {**settings, "model_name_or_path": str(tiny_model_dir)}
+    (roots.data / "tones.jsonl").unlink()
+    with pytest.raises(AirflowFailException, match=f"{roots.data / 'tones.jsonl'}: no such file"):
+        finetune(settings, context)
+
+
+def test_config_is_templated(context):
+    operator = FineTuneOperator(
+        task_id="finetune", config={"output_path": "/runs/{{ run_id }}", "max_steps": 60}
+    )
+    operator.render_template_fields(context(run_id="r7"))
+    assert operator.config == {"output_path": "/runs/r7", "max_steps": 60}
+
+
+def test_an_out_of_range_setting_fails_clearly(context, form):
+    settings = {**plan_for(context, form)["finetune"], "max_steps": 0}
+    with pytest.raises(AirflowFailException, match="max_steps"):
+        finetune(settings, context)

@@ -1,0 +1,49 @@
+"""OnnxOptimizeOperator: the target and the config templated; an unknown target, an
+unknown setting or an unfinished run fails clearly."""
+
+from __future__ import annotations
+
+import pytest
+from airflow.sdk.exceptions import AirflowFailException
+
+from slmops_airflow.optimize import OnnxOptimizeOperator
+from slmops_airflow.prepare import PrepareRunOperator
+
+
+@pytest.fixture
+def settings(context, form) -> dict:
+    return PrepareRunOperator(task_id="prepare").execute(context(params=form))["optimize"]
+
+
+def optimize(settings, target, context) -> dict:
+    return OnnxOptimizeOperator(task_id="optimize", config=settings, target=target).execute(
+        context()
+    )
+
+
+def test_an_unfinished_training_run_fails_naming_it(settings, context):
+    with pytest.raises(AirflowFailException, match="no training_metrics.json"):
+        optimize(settings, "cpu-fp32", context)
+
+
+def test_an_unknown_target_fails_listing_the_known_ones(settings, context):
+    with pytest.raises(AirflowFailException) as failed:
+        optimize(settings, "tpu-int2", context)
+    assert "target: Input should be 'cpu-int4', 'cpu-int8', 'cpu-fp32'" in str(failed.value)
+
+
+def test_an_unknown_setting_fails_naming_it(settings, context):
+    with pytest.raises(AirflowFailException, match="colour: Extra inputs are not permitted"):
+        optimize({**settings, "colour": "red"}, "cpu-fp32", context)
+
+
+def test_target_and_config_are_templated(context):
+    operator = OnnxOptimizeOperator(
+        task_id="optimize",
+        target="{{ params.target }}",
+        config={"run_path": "{{ params.run }}", "benchmark": False},
+    )
+    assert tuple(operator.template_fields) == ("target", "config")
+    operator.render_template_fields(context(params={"target": "cpu-int8", "run": "/r/finetune"}))
+    assert operator.target == "cpu-int8"
+    assert operator.config == {"run_path": "/r/finetune", "benchmark": False}
