@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from airflow.sdk import dag
 
-from slmops.pipeline.params import FORM_SECTIONS, PipelineParams
+from slmops.pipeline.params import DEMO_PARAMS, FORM_SECTIONS, PipelineParams
 from slmops_airflow.form import trigger_form
 from slmops_airflow.pipeline import DEFAULT_ARGS, START_DATE, finetune_pipeline
 
@@ -35,7 +35,10 @@ from slmops_airflow.pipeline import DEFAULT_ARGS, START_DATE, finetune_pipeline
     catchup=False,
     doc_md=__doc__,
     tags=["slmops", "fine-tuning", "onnx"],
-    params=trigger_form(PipelineParams, FORM_SECTIONS, omit=("promotion_margin",)),
+    # The form starts on the demo task (`make demo` runs it as is).
+    params=trigger_form(
+        PipelineParams, FORM_SECTIONS, defaults=DEMO_PARAMS, omit=("promotion_margin",)
+    ),
     default_args=DEFAULT_ARGS,
     max_active_runs=4,
 )

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 from airflow.sdk import Asset, AssetOrTimeSchedule, dag
 
-from slmops.pipeline.params import FORM_SECTIONS, PipelineParams
+from slmops.pipeline.params import DEMO_PARAMS, FORM_SECTIONS, PipelineParams
 from slmops.pipeline.publish import data_asset_uri
 from slmops_airflow.form import trigger_form
 from slmops_airflow.pipeline import DEFAULT_ARGS, cron_timetable, finetune_pipeline
 
-DEMO_DATA = Asset(data_asset_uri("phrase_tones.jsonl"))
+DEMO_DATA = Asset(data_asset_uri(DEMO_PARAMS["data_files"][0]))
 
 
 @dag(
@@ -32,7 +32,7 @@ DEMO_DATA = Asset(data_asset_uri("phrase_tones.jsonl"))
     catchup=False,
     doc_md=__doc__,
     tags=["slmops", "fine-tuning", "onnx", "champion-challenger"],
-    params=trigger_form(PipelineParams, FORM_SECTIONS),
+    params=trigger_form(PipelineParams, FORM_SECTIONS, defaults=DEMO_PARAMS),
     default_args=DEFAULT_ARGS,
     max_active_runs=1,  # challengers are judged one at a time against the latest champion
 )

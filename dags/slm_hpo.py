@@ -17,7 +17,7 @@ from __future__ import annotations
 from airflow.sdk import dag, task
 
 from slmops.pipeline.hpo import SearchSettings
-from slmops.pipeline.params import FORM_SECTIONS, PipelineParams
+from slmops.pipeline.params import DEMO_PARAMS, FORM_SECTIONS, PipelineParams
 from slmops_airflow.form import trigger_form
 from slmops_airflow.hpo import PlanTrialsOperator, SelectBestTrialOperator, TrialOperator
 from slmops_airflow.pipeline import DEFAULT_ARGS, START_DATE, finetune_pipeline
@@ -35,7 +35,9 @@ SEARCH_SECTION = {"Search": tuple(SearchSettings.model_fields)}
     tags=["slmops", "fine-tuning", "hpo"],
     params={
         **trigger_form(SearchSettings, SEARCH_SECTION),
-        **trigger_form(PipelineParams, FORM_SECTIONS, omit=("promotion_margin",)),
+        **trigger_form(
+            PipelineParams, FORM_SECTIONS, defaults=DEMO_PARAMS, omit=("promotion_margin",)
+        ),
     },
     default_args=DEFAULT_ARGS,
     max_active_runs=2,

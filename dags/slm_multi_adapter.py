@@ -21,7 +21,7 @@ from __future__ import annotations
 from airflow.sdk import dag, task
 
 from slmops.pipeline.multi_adapter import MultiAdapterSettings
-from slmops.pipeline.params import FORM_SECTIONS, PipelineParams
+from slmops.pipeline.params import DEMO_PARAMS, FORM_SECTIONS, PipelineParams
 from slmops_airflow.evaluate import EvaluateModelOperator
 from slmops_airflow.finetune import FineTuneOperator
 from slmops_airflow.form import trigger_form
@@ -35,6 +35,7 @@ DEMO_ADAPTERS = [
     {
         "name": "label",
         "data_files": ["phrase_tones.jsonl"],
+        "template_kind": "chat",  # over the form's input_field and output_field
         "label_field": "tone",
         "suite": "phrase_tones",
     },
@@ -78,7 +79,7 @@ OMITTED = (
         **trigger_form(
             PipelineParams,
             FORM_SECTIONS,
-            defaults={"model_name": "phrase-tones-multi"},
+            defaults={**DEMO_PARAMS, "model_name": "phrase-tones-multi"},
             omit=OMITTED,
         ),
     },

@@ -129,7 +129,7 @@ def _trained_run(tmp_path_factory, tiny_model_dir, name, rows, **settings):
             **settings,
         }
     )
-    return train(config).run_dir
+    return train(config).training_dir
 
 
 @pytest.fixture(scope="session")

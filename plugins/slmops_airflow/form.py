@@ -1,7 +1,9 @@
 """A pydantic model's JSON schema as Airflow Params: the DAG's typed trigger form.
 
 Each field becomes a Param with its type, limits, enum, pattern, default and
-description; optional fields accept null; a list of enum values becomes a multi-select.
+description; optional fields accept null (an optional drop-down offers it as a choice);
+a list of enum values becomes a multi-select. A required field without a default is
+left empty, so the form asks for it.
 """
 
 from __future__ import annotations
@@ -54,6 +56,8 @@ def _param(prop: dict[str, Any], section: str) -> Param:
     kwargs = {key: schema[key] for key in _KEPT if key in schema}
     if prop is not schema:  # Optional[...]: the form may leave it empty
         kwargs["type"] = [kwargs.get("type", "string"), "null"]
+        if "enum" in kwargs:  # a drop-down: empty is one of its choices
+            kwargs["enum"] = [*kwargs["enum"], None]
     choices = schema.get("items", {}).get("enum")
     if choices:  # the form draws a multi-select from "examples"
         kwargs["examples"] = choices

@@ -204,6 +204,35 @@ def test_multi_adapter_maps_each_stage_over_the_adapters(dagbag):
     assert "data_files" not in dag.params and "method" not in dag.params
 
 
+@pytest.mark.parametrize("dag_id", ["slm_finetune", "slm_finetune_on_data_change", "slm_hpo"])
+def test_the_demo_dags_forms_start_on_the_demo_task(dagbag, dag_id):
+    """The params model assumes no columns; the demo DAGs' forms give the demo's, so an
+    unchanged trigger (`make demo`) names the tones of phrase_tones.jsonl as before."""
+    params = dagbag.dags[dag_id].params
+    assert params["model_name"] == "phrase-tones"
+    assert params["data_files"] == ["phrase_tones.jsonl"]
+    assert (params["template_kind"], params["input_field"], params["output_field"]) == (
+        "chat",
+        "phrase",
+        "tone",
+    )
+    assert params["label_field"] == "tone" and params["suite"] == "phrase_tones"
+    assert params["system_prompt"].startswith("Name the tone of the user's phrase")
+
+
+def test_the_multi_adapter_form_shares_the_demo_chat_columns(dagbag):
+    params = dagbag.dags["slm_multi_adapter"].params
+    assert params["model_name"] == "phrase-tones-multi"
+    assert (params["input_field"], params["output_field"]) == ("phrase", "tone")
+    label, explain = params["adapters"]
+    assert (label["template_kind"], label["label_field"], label["suite"]) == (
+        "chat",
+        "tone",
+        "phrase_tones",
+    )
+    assert explain["template_kind"] == "template" and explain["suite"] == "default"
+
+
 def test_config_driven_dags_take_their_defaults_from_the_yaml(dagbag):
     tone = dagbag.dags["slm_tone"]
     assert tone.params["targets"] == ["cpu-int4", "cpu-int8"]
@@ -217,8 +246,12 @@ def test_config_driven_dags_take_their_defaults_from_the_yaml(dagbag):
 
 
 def test_a_wrong_pipeline_config_is_an_import_error_naming_file_and_field(tmp_path):
-    (tmp_path / "good.yaml").write_text("params: {model_name: good}\n")
-    (tmp_path / "broken.yaml").write_text("params:\n  lora_r: 0\n  targets: [tpu-int2]\n")
+    (tmp_path / "good.yaml").write_text(
+        "params: {model_name: good, data_files: [a.csv], text_template: '{q} -> {a}'}\n"
+    )
+    (tmp_path / "broken.yaml").write_text(
+        "params:\n  model_name: broken\n  lora_r: 0\n  targets: [tpu-int2]\n"
+    )
     env = {**os.environ, "SLMOPS_PIPELINES_DIR": str(tmp_path)}
     probe = subprocess.run(
         [sys.executable, "-c", _PROBE, str(DAGS_DIR / "slm_pipelines.py")],

@@ -3,14 +3,26 @@
 The Airflow form is generated from this model's JSON schema (types, limits, enums,
 descriptions), and the ``prepare`` task validates a run's conf against it again, so a
 value the form would refuse is refused from the REST API and the CLI too. Fields shared
-with a stage config reuse that config's definition; the defaults are the demo task's.
+with a stage config reuse that config's definition.
+
+The defaults assume nothing about the data: no column names, the ``default`` suite, the
+template kind chosen by what is given. A run names its data, its published name and
+its columns; the demo task's values are ``DEMO_PARAMS``, the demo DAGs' form defaults.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from slmops.config import describe_validation_error, split_commas
 from slmops.data.config import DataConfig
@@ -21,10 +33,7 @@ from slmops.model_store import DEFAULT_MODEL
 from slmops.training.config import FinetuneConfig, Method
 
 TargetName = Literal[tuple(TARGETS)]  # type: ignore[valid-type]
-_TONE_PROMPT = (
-    "Name the tone of the user's phrase with one word: joyful, angry, sad, fearful, "
-    "grateful or curious."
-)
+_LIST_FIELDS = ("data_files", "targets", "target_modules", "modules_to_save")
 _training = FinetuneConfig.model_fields
 _data = DataConfig.model_fields
 _gates = GateThresholds.model_fields
@@ -56,7 +65,6 @@ class PipelineParams(BaseModel):
 
     # Model and data
     model_name: str = Field(
-        "phrase-tones",
         pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$",
         description="name the result is published under, as the Asset slmops://models/NAME "
         "(lower-case letters, digits, '.', '_' and '-')",
@@ -67,7 +75,7 @@ class PipelineParams(BaseModel):
         "folder under the data roots, or a hub id (needs a network)",
     )
     data_files: list[str] | None = Field(
-        ["phrase_tones.jsonl"],
+        None,
         description="JSON, JSONL, CSV or Parquet files under the data roots (relative names "
         "are looked up in each root); leave empty to use data_name",
     )
@@ -75,23 +83,24 @@ class PipelineParams(BaseModel):
     train_split: str = _data["train_split"]
     eval_split: str | None = _data["eval_split"]
     eval_fraction: float = _data["eval_fraction"]
-    template_kind: Literal["chat", "template", "text"] = Field(
-        "chat",
+    template_kind: Literal["chat", "template", "text"] | None = Field(
+        None,
         description="chat: the tokenizer's chat template over input_field/output_field; "
-        "template: text_template with {column} placeholders; text: text_field holds the text",
+        "template: text_template with {column} placeholders; text: text_field holds the "
+        "text; empty: template when text_template is given, text when text_field is, else chat",
     )
     text_template: str | None = _data["text_template"]
     text_field: str | None = _data["text_field"]
-    input_field: str = Field("phrase", description="user-turn column (chat)")
-    output_field: str = Field("tone", description="assistant-turn column (chat)")
+    input_field: str | None = Field(None, description="user-turn column (chat)")
+    output_field: str | None = Field(None, description="assistant-turn column (chat)")
     label_field: str | None = Field(
-        "tone",
+        None,
         description="class label column of a classification task (accuracy, stratified "
         "held-out split); empty for generation tasks",
     )
-    system_prompt: str | None = Field(_TONE_PROMPT, description="system message (chat)")
+    system_prompt: str | None = Field(None, description="system message (chat)")
     suite: str = Field(
-        "phrase_tones",
+        "default",
         description="Great Expectations suite: a shipped name (default, phrase_tones, "
         "instructions) or a suite YAML under the data roots",
     )
@@ -145,9 +154,7 @@ class PipelineParams(BaseModel):
     )
     benchmark: bool = Field(True, description="time each export against PyTorch")
 
-    _split_lists = field_validator(
-        "data_files", "targets", "target_modules", "modules_to_save", mode="before"
-    )(split_commas)
+    _split_lists = field_validator(*_LIST_FIELDS, mode="before")(split_commas)
 
     @field_validator("targets")
     @classmethod
@@ -156,12 +163,60 @@ class PipelineParams(BaseModel):
 
     @model_validator(mode="after")
     def _check_template(self) -> PipelineParams:
-        needed = {"template": "text_template", "text": "text_field"}.get(self.template_kind)
-        if needed and not getattr(self, needed):
-            raise ValueError(f"template_kind {self.template_kind} needs {needed}")
+        chosen = self.template_kind is None
+        if chosen:
+            self.template_kind = _template_kind(self)
+        missing = [name for name in _NEEDED[self.template_kind] if not getattr(self, name)]
+        if missing:
+            kind = f"template_kind {self.template_kind}"
+            if chosen:
+                kind += " (chosen as neither text_template nor text_field is given)"
+            hint = f" ({_CHAT_HINT})" if self.template_kind == "chat" else ""
+            raise ValueError(f"{kind} needs {' and '.join(missing)}{hint}")
         if bool(self.data_files) == bool(self.data_name):
             raise ValueError("give data_files (local files) or data_name (a hub dataset), not both")
         return self
+
+
+# What each template kind reads.
+_NEEDED = {
+    "chat": ("input_field", "output_field"),
+    "template": ("text_template",),
+    "text": ("text_field",),
+}
+_CHAT_HINT = (
+    "input_field and output_field name the columns of the user's and the assistant's turns; "
+    "or give text_template, e.g. '{question} -> {answer}', or text_field instead"
+)
+
+
+def _template_kind(params: PipelineParams) -> str:
+    """The template kind that what is given asks for: a text_template or a text_field,
+    else the chat template."""
+    given = [name for name in ("text_template", "text_field") if getattr(params, name)]
+    if len(given) > 1:
+        raise ValueError(
+            "text_template and text_field are both given; keep one, or choose with template_kind"
+        )
+    return {"text_template": "template", "text_field": "text"}[given[0]] if given else "chat"
+
+
+# The demo task (name the tone of a phrase), the demo DAGs' form defaults: what a run of
+# slm_finetune gets when nothing is changed (`make demo`).
+_TONE_PROMPT = (
+    "Name the tone of the user's phrase with one word: joyful, angry, sad, fearful, "
+    "grateful or curious."
+)
+DEMO_PARAMS: dict[str, Any] = {
+    "model_name": "phrase-tones",
+    "data_files": ["phrase_tones.jsonl"],
+    "template_kind": "chat",
+    "input_field": "phrase",
+    "output_field": "tone",
+    "label_field": "tone",
+    "system_prompt": _TONE_PROMPT,
+    "suite": "phrase_tones",
+}
 
 
 # The trigger form's sections, in order; every field appears in exactly one.
@@ -221,6 +276,14 @@ def split_settings(conf: dict, model: type[BaseModel]) -> tuple[BaseModel, dict]
     except ValidationError as exc:
         message = describe_validation_error(exc, source=None, flag_style=False)
         raise ConfigError(f"invalid params: {message}") from None
+
+
+def field_value(name: str, value: Any) -> Any:
+    """``value`` as the param ``name`` holds it, checked on its own (type, limits, comma
+    lists): a search varies one param at a time of a run given elsewhere."""
+    field = PipelineParams.model_fields[name]
+    value = split_commas(value) if name in _LIST_FIELDS else value
+    return TypeAdapter(Annotated[field.annotation, field]).validate_python(value)
 
 
 def parse(conf: dict) -> PipelineParams:

@@ -8,10 +8,11 @@ own folder. The stages then read nothing but their slice of the plan.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from slmops import model_store
 from slmops.artifacts import atomic_write_json
@@ -20,11 +21,16 @@ from slmops.data.config import DataConfig
 from slmops.errors import ConfigError
 from slmops.evaluation.config import EvaluateConfig, GateThresholds, config_for_run
 from slmops.export.targets import TARGETS
-from slmops.layout import FINETUNE_DIR, PLAN_NAME, REPORT_DIR, VALIDATION_DIR
+from slmops.layout import RunLayout
 from slmops.pipeline import locations
 from slmops.pipeline.params import PipelineParams, parse
 from slmops.training.config import FinetuneConfig
 from slmops.validation.suites import load_suite
+
+# Gates each stage judges: the optimize stage judges the ONNX exports, evaluate the rest.
+_OPTIMIZE_GATES = frozenset({"max_export_degradation"})
+# Data settings that only the chat template reads.
+_CHAT_FIELDS = frozenset({"input_field", "output_field", "system_prompt"})
 
 
 def prepare(
@@ -42,43 +48,27 @@ def prepare(
     ``run_dir`` defaults to the run's own folder under the artifacts root; a DAG that
     runs several pipelines in one run (HPO trials, one per adapter) gives each a subfolder
     and writes the plans with ``write_plan`` once all are checked.
+
+    Every param that a stage config also has reaches that stage as it is (``_shared``);
+    only what is derived is set here: paths confined to the data roots, the output
+    folders in the run folder, and the data settings of the chosen template kind.
     """
     params = parse(conf)
     run_dir = Path(run_dir) if run_dir else locations.run_dir(artifacts_root, dag_id, run_id)
+    run = RunLayout(run_dir)
     data = _data_settings(params, data_roots)
     finetune = _checked(
         FinetuneConfig,
         {
+            **_shared(params, FinetuneConfig, exclude=DataConfig.model_fields),
             **data,
             "model_name_or_path": name_or_path(
                 params.model_name_or_path, data_roots, "model_name_or_path"
             ),
-            "output_path": str(run_dir / FINETUNE_DIR),
-            "method": params.method,
-            "lora_r": params.lora_r,
-            "lora_alpha": params.lora_alpha,
-            "lora_dropout": params.lora_dropout,
-            "target_modules": params.target_modules,
-            "modules_to_save": params.modules_to_save,
-            "max_steps": params.max_steps,
-            "per_device_train_batch_size": params.per_device_train_batch_size,
-            "gradient_accumulation_steps": params.gradient_accumulation_steps,
-            "learning_rate": params.learning_rate,
-            "weight_decay": params.weight_decay,
-            "max_seq_len": params.max_seq_len,
-            "eval_steps": params.eval_steps,
-            "early_stopping_patience": params.early_stopping_patience,
-            "device": params.device,
+            "output_path": str(run.finetune.root),
         },
     )
-    gates = _checked(
-        GateThresholds,
-        {
-            "min_improvement": params.min_improvement,
-            "max_loss_gap": params.max_loss_gap,
-            "max_export_degradation": params.max_export_degradation,
-        },
-    )
+    gates = _checked(GateThresholds, _shared(params, GateThresholds))
     plan = {
         "dag_id": dag_id,
         "run_id": run_id,
@@ -90,25 +80,24 @@ def prepare(
             "suite": _suite(params.suite, data_roots),
             "model_name_or_path": finetune["model_name_or_path"],
             "max_seq_len": params.max_seq_len,
-            "output_path": str(run_dir / VALIDATION_DIR),
+            "output_path": str(run.validation),
         },
         "finetune": finetune,
         "evaluate": {
             "run_path": finetune["output_path"],
-            "validation_path": str(run_dir / VALIDATION_DIR),
-            "min_improvement": gates["min_improvement"],
-            "max_loss_gap": gates["max_loss_gap"],
+            "validation_path": str(run.validation),
+            **{name: value for name, value in gates.items() if name not in _OPTIMIZE_GATES},
             "min_primary_metric": params.min_primary_metric,
         },
         "optimize": {
             "run_path": finetune["output_path"],
-            "max_export_degradation": gates["max_export_degradation"],
+            **{name: value for name, value in gates.items() if name in _OPTIMIZE_GATES},
             "benchmark": params.benchmark,
         },
         "cpu_targets": [name for name in params.targets if TARGETS[name].device == "cpu"],
         "gpu_targets": [name for name in params.targets if TARGETS[name].device == "gpu"],
         "train_on_gpu": params.device == "gpu",
-        "report_dir": str(run_dir / REPORT_DIR),
+        "report_dir": str(run.report),
         "models_root": str(locations.models_root(artifacts_root)),
     }
     if write:
@@ -116,14 +105,24 @@ def prepare(
     return plan
 
 
+def _shared(params: PipelineParams, model: type[BaseModel], exclude: Iterable[str] = ()) -> dict:
+    """The params that ``model`` (a stage config) has too, by name, as they are."""
+    left_out = set(exclude)
+    return {
+        name: getattr(params, name)
+        for name in type(params).model_fields
+        if name in model.model_fields and name not in left_out
+    }
+
+
 def write_plan(plan: dict) -> None:
     """RUN_DIR/plan.json. DAGs that plan several pipelines at once (HPO trials, adapters)
     check them all with ``prepare(..., write=False)`` first, so a bad one writes nothing."""
-    atomic_write_json(Path(plan["run_dir"]) / PLAN_NAME, plan)
+    atomic_write_json(RunLayout(Path(plan["run_dir"])).plan, plan)
 
 
 def read_plan(run_dir: Path) -> dict:
-    path = Path(run_dir) / PLAN_NAME
+    path = RunLayout(Path(run_dir)).plan
     if not path.is_file():
         raise ConfigError(f"{path}: no plan; the prepare task writes it first")
     return json.loads(path.read_text(encoding="utf-8"))
@@ -141,27 +140,23 @@ def evaluate_config(settings: dict) -> EvaluateConfig:
 
 
 def _data_settings(params: PipelineParams, roots: list[Path]) -> dict:
+    """The data params as DataConfig takes them: files confined to the roots, and only the
+    settings of the chosen template kind (the chat fields only for chat)."""
     kind = params.template_kind
-    data = {
-        "data_name": name_or_path(params.data_name, roots, "data_name"),
-        "data_files": [
+    data = _shared(params, DataConfig, exclude=() if kind == "chat" else _CHAT_FIELDS)
+    data.update(
+        data_name=name_or_path(params.data_name, roots, "data_name"),
+        data_files=[
             str(locations.confine(name, roots, "data_files")) for name in params.data_files or []
         ]
         or None,
-        "train_split": params.train_split,
-        "eval_split": params.eval_split,
-        "eval_fraction": params.eval_fraction,
-        "label_field": params.label_field or None,
-        "text_template": params.text_template if kind == "template" else None,
-        "text_field": params.text_field if kind == "text" else None,
-        "use_chat_template": kind == "chat",
-    }
+        label_field=params.label_field or None,
+        text_template=params.text_template if kind == "template" else None,
+        text_field=params.text_field if kind == "text" else None,
+        use_chat_template=kind == "chat",
+    )
     if kind == "chat":
-        data.update(
-            input_field=params.input_field,
-            output_field=params.output_field,
-            system_prompt=params.system_prompt or None,
-        )
+        data["system_prompt"] = params.system_prompt or None
     return _checked(DataConfig, data)
 
 

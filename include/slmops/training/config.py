@@ -55,7 +55,9 @@ class FinetuneConfig(DataConfig):
         DEFAULT_MODEL, description="bundled model name, local Hugging Face folder or hub id"
     )
     trust_remote_code: bool = Field(False, description="run Python code shipped with the model")
-    output_path: Path = Field(description="run folder: checkpoints, adapter/, merged/, metrics")
+    output_path: Path = Field(
+        description="training folder: checkpoints, adapter/, merged/, metrics"
+    )
     task_name: str | None = Field(
         None,
         description="adapter name (e.g. classification); the run goes to OUTPUT_PATH/TASK_NAME "
@@ -192,7 +194,7 @@ class FinetuneConfig(DataConfig):
         return self
 
     @property
-    def run_dir(self) -> Path:
+    def training_dir(self) -> Path:
         """Where this run's files go: the output path, or its task_name sub-folder."""
         return self.output_path / self.task_name if self.task_name else self.output_path
 

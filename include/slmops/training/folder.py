@@ -1,4 +1,4 @@
-"""The run folder of a fine-tuning run: who may write it, what it holds, where to resume.
+"""The training folder of a fine-tuning run: who may write it, what it holds, where to resume.
 
     run.json                what is being learned (settings that matter + data fingerprint)
     checkpoints/            Trainer checkpoints
@@ -38,7 +38,7 @@ _RUN_ENTRIES = (RUN_RECORD, METRICS_NAME, CHECKPOINTS, ADAPTER, MERGED, TENSORBO
 
 @dataclass
 class TrainingResult:
-    run_dir: Path
+    training_dir: Path
     adapter_path: Path | None  # None for full fine-tuning
     merged_path: Path | None  # None when merge_adapter is off
     metrics: dict
@@ -46,13 +46,13 @@ class TrainingResult:
 
     @property
     def metrics_path(self) -> Path:
-        return self.run_dir / METRICS_NAME
+        return self.training_dir / METRICS_NAME
 
     def summary(self) -> dict:
         """Where the outputs are and the headline numbers (what the CLI prints)."""
         keys = ("global_step", "final_train_loss", "best_eval_loss", "tokens_per_second")
         return {
-            "run_dir": str(self.run_dir),
+            "output_path": str(self.training_dir),
             "adapter": str(self.adapter_path) if self.adapter_path else None,
             "merged": str(self.merged_path) if self.merged_path else None,
             **{key: self.metrics[key] for key in keys},
@@ -61,15 +61,15 @@ class TrainingResult:
 
 
 @contextlib.contextmanager
-def exclusive(run_dir: Path) -> Iterator[None]:
+def exclusive(training_dir: Path) -> Iterator[None]:
     """Hold the folder's lock for the whole run; refuse at once if another process has it."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(run_dir / LOCK_NAME))
+    training_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(training_dir / LOCK_NAME))
     try:
         lock.acquire(timeout=0)
     except Timeout:
         raise ConfigError(
-            f"{run_dir} is being written by another slmops finetune right now; wait for it "
+            f"{training_dir} is being written by another slmops finetune right now; wait for it "
             "or choose another --output_path (or --task_name)"
         ) from None
     try:
@@ -80,31 +80,31 @@ def exclusive(run_dir: Path) -> Iterator[None]:
 
 def claim(config: FinetuneConfig, fingerprint: str, log: Log) -> bool:
     """Record this run in its folder; True when the same run already finished there."""
-    run_dir = config.run_dir
-    record_path = run_dir / RUN_RECORD
+    training_dir = config.training_dir
+    record_path = training_dir / RUN_RECORD
     record = {"config": config.identity(), "dataset_fingerprint": fingerprint}
-    present = [name for name in _RUN_ENTRIES if (run_dir / name).exists()]
+    present = [name for name in _RUN_ENTRIES if (training_dir / name).exists()]
     if present and config.overwrite:
-        log(f"--overwrite: removing the previous run in {run_dir}")
+        log(f"--overwrite: removing the previous run in {training_dir}")
         for name in present:
-            path = run_dir / name
+            path = training_dir / name
             shutil.rmtree(path) if path.is_dir() else path.unlink()
     # A record alone means an attempt that failed before training: its settings may change.
     elif set(present) - {RUN_RECORD}:
         if not record_path.is_file():
             raise ConfigError(
-                f"{run_dir} holds {', '.join(present)} from an unknown run; choose another "
+                f"{training_dir} holds {', '.join(present)} from an unknown run; choose another "
                 "--output_path (or --task_name), or pass --overwrite to replace it"
             )
         previous = json.loads(record_path.read_text(encoding="utf-8"))
         changes = _differences(previous, record)
         if changes:
             raise ConfigError(
-                f"{run_dir} holds a run with other settings ({'; '.join(changes)}); a rerun "
+                f"{training_dir} holds a run with other settings ({'; '.join(changes)}); a rerun "
                 "resumes only with the same settings and data. Choose another --output_path "
                 "(or --task_name), or pass --overwrite to start over"
             )
-        return (run_dir / METRICS_NAME).is_file()
+        return (training_dir / METRICS_NAME).is_file()
     atomic_write_json(record_path, record)
     return False
 
@@ -121,12 +121,12 @@ def _differences(previous: dict, current: dict) -> list[str]:
 
 
 def finished_result(config: FinetuneConfig) -> TrainingResult:
-    metrics = json.loads((config.run_dir / METRICS_NAME).read_text(encoding="utf-8"))
+    metrics = json.loads((config.training_dir / METRICS_NAME).read_text(encoding="utf-8"))
     outputs = metrics.get("outputs", {})
     return TrainingResult(
-        config.run_dir,
-        config.run_dir / outputs["adapter"] if outputs.get("adapter") else None,
-        config.run_dir / outputs["merged"] if outputs.get("merged") else None,
+        config.training_dir,
+        config.training_dir / outputs["adapter"] if outputs.get("adapter") else None,
+        config.training_dir / outputs["merged"] if outputs.get("merged") else None,
         metrics,
         reused=True,
     )

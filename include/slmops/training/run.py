@@ -1,6 +1,6 @@
 """Fine-tuning: ``run(config) -> TrainingResult`` (LoRA, QLoRA, DoRA or full).
 
-Settings, model, data and tokenization are checked first; then, holding the run folder
+Settings, model, data and tokenization are checked first; then, holding the training folder
 (see ``slmops.training.folder``), the model is trained with transformers' Trainer + peft,
 resuming from the folder's last checkpoint if it has one, and ``adapter/``, ``merged/``
 and ``training_metrics.json`` are written, in that order.
@@ -18,11 +18,11 @@ from typing import Any
 
 from slmops import __version__
 from slmops.artifacts import atomic_directory, atomic_write_json
-from slmops.data.batching import PackedCollator, PaddingCollator, encode_examples, pack
+from slmops.data.batching import encode_examples, pack
 from slmops.data.loading import PreparedData, prepare
 from slmops.devices import Placement, place
 from slmops.errors import NonFiniteLossError, TrainingError
-from slmops.layout import ADAPTER, CHECKPOINTS, MERGED, METRICS_NAME, TENSORBOARD
+from slmops.layout import ADAPTER, CHECKPOINTS, MERGED, METRICS_NAME
 from slmops.models import ResolvedModel, load_padding_tokenizer, quiet_libraries, resolve
 from slmops.progress import Log, no_log
 from slmops.training.adapters import (
@@ -42,16 +42,16 @@ from slmops.training.folder import (
     finished_training,
     last_checkpoint,
 )
-from slmops.training.trainer import build_trainer, load_loss_hook
+from slmops.training.trainer import load_loss_hook, make_trainer
 
 
 def run(config: FinetuneConfig, *, log: Log = no_log, callbacks: Sequence = ()) -> TrainingResult:
     """Train as ``config`` says; ``callbacks`` are extra transformers TrainerCallbacks."""
     started = time.monotonic()
     checked = _check(config, log)
-    with exclusive(config.run_dir):
+    with exclusive(config.training_dir):
         if claim(config, checked.data.fingerprint, log):
-            log(f"{config.run_dir} already holds this finished run; nothing to train")
+            log(f"{config.training_dir} already holds this finished run; nothing to train")
             return _complete_finished(checked, log)
         return _train(checked, log, callbacks, started)
 
@@ -121,15 +121,24 @@ def _train(checked: _Checked, log: Log, callbacks: Sequence, started: float) -> 
     trainable, total = _parameter_counts(model)
     log(f"trainable parameters: {trainable:,} of {total:,} ({100 * trainable / total:.2f}%)")
 
-    trainer = _trainer(checked, model, log)
+    trainer = make_trainer(
+        config,
+        placement,
+        model=model,
+        tokenizer=checked.tokenizer,
+        train_rows=checked.train_rows,
+        eval_rows=checked.eval_rows,
+        loss_hook=checked.loss_hook,
+        log=log,
+    )
     for callback in callbacks:
         trainer.add_callback(callback)
-    resume_from = last_checkpoint(config.run_dir / CHECKPOINTS)
+    resume_from = last_checkpoint(config.training_dir / CHECKPOINTS)
     if resume_from is not None:
         log(f"resuming from {resume_from.name}")
     finished = finished_training(resume_from) if resume_from else None
     if finished:
-        best = best_checkpoint(finished, config.run_dir / CHECKPOINTS, resume_from)
+        best = best_checkpoint(finished, config.training_dir / CHECKPOINTS, resume_from)
         log(f"training had reached its last step; restoring the best checkpoint, {best.name}")
         load_checkpoint_weights(trainer.model, best)
         trainer.state, runtime = finished, 0.0
@@ -180,13 +189,13 @@ def _train(checked: _Checked, log: Log, callbacks: Sequence, started: float) -> 
         },
         "wall_time_s": round(time.monotonic() - started, 3),
     }
-    atomic_write_json(config.run_dir / METRICS_NAME, metrics)
+    atomic_write_json(config.training_dir / METRICS_NAME, metrics)
     log(
         f"done in {metrics['wall_time_s']:.0f}s: step {state.global_step}, train loss "
         f"{metrics['final_train_loss']:.4f}, best eval loss {state.best_metric:.4f}, "
-        f"{metrics['tokens_per_second']:,.0f} tok/s -> {config.run_dir}"
+        f"{metrics['tokens_per_second']:,.0f} tok/s -> {config.training_dir}"
     )
-    return TrainingResult(config.run_dir, adapter_path, merged_path, metrics)
+    return TrainingResult(config.training_dir, adapter_path, merged_path, metrics)
 
 
 def _encode(config: FinetuneConfig, tokenizer, data: PreparedData, log: Log):
@@ -219,94 +228,17 @@ def _encode(config: FinetuneConfig, tokenizer, data: PreparedData, log: Log):
     return train, evaluation, stats
 
 
-def _trainer(checked: _Checked, model, log: Log):
-    config, placement, tokenizer = checked.config, checked.placement, checked.tokenizer
-    from transformers import EarlyStoppingCallback, PrinterCallback, TrainingArguments
-
-    from slmops.training.progress import final_step_callback, progress_callback
-
-    args = TrainingArguments(
-        output_dir=str(config.run_dir / CHECKPOINTS),
-        max_steps=config.max_steps or -1,
-        num_train_epochs=config.num_train_epochs,
-        per_device_train_batch_size=config.per_device_train_batch_size,
-        per_device_eval_batch_size=config.per_device_eval_batch_size
-        or config.per_device_train_batch_size,
-        gradient_accumulation_steps=config.gradient_accumulation_steps,
-        learning_rate=config.learning_rate,
-        lr_scheduler_type=config.lr_scheduler_type,
-        warmup_steps=config.warmup_ratio,  # a float below 1 is a ratio of the total steps
-        weight_decay=config.weight_decay,
-        max_grad_norm=config.max_grad_norm,
-        activation_checkpointing=config.gradient_checkpointing,  # Olive's flag, v5's name
-        activation_checkpointing_kwargs={"use_reentrant": False},
-        bf16=placement.mixed_precision == "bf16",
-        fp16=placement.mixed_precision == "fp16",
-        use_cpu=not placement.on_gpu,
-        logging_steps=config.logging_steps,
-        logging_nan_inf_filter=False,  # a NaN must surface, not be averaged away
-        eval_strategy="steps",
-        eval_steps=config.eval_steps,
-        save_strategy="steps",
-        save_steps=config.checkpoint_steps,
-        save_total_limit=config.save_total_limit,
-        load_best_model_at_end=True,
-        metric_for_best_model="eval_loss",
-        greater_is_better=False,
-        restore_callback_states_from_checkpoint=config.early_stopping_patience is not None,
-        report_to="none",
-        seed=config.seed,
-        data_seed=config.seed,
-        disable_tqdm=True,
-        remove_unused_columns=False,
-        label_names=["labels"],
-        dataloader_pin_memory=placement.on_gpu,
-    )
-    pad_id = tokenizer.pad_token_id
-    if config.packing:
-        collator = PackedCollator(pad_id)
-    else:
-        collator = PaddingCollator(
-            pad_id,
-            pad_to=config.max_seq_len if config.padding == "max_length" else None,
-            multiple_of=8 if placement.on_gpu else None,
-        )
-    trainer = build_trainer(
-        loss_hook=checked.loss_hook,
-        model=model,
-        args=args,
-        data_collator=collator,
-        train_dataset=checked.train_rows,
-        eval_dataset=checked.eval_rows,
-        processing_class=tokenizer,
-    )
-    trainer.remove_callback(PrinterCallback)  # raw log dicts; our progress lines replace them
-    trainer.add_callback(progress_callback(log, lambda: trainer.train_tokens))
-    trainer.add_callback(final_step_callback())
-    if config.early_stopping_patience is not None:
-        trainer.add_callback(
-            EarlyStoppingCallback(config.early_stopping_patience, config.early_stopping_threshold)
-        )
-    if config.report_to == "tensorboard":
-        from torch.utils.tensorboard import SummaryWriter
-        from transformers.integrations import TensorBoardCallback
-
-        writer = SummaryWriter(log_dir=str(config.run_dir / TENSORBOARD))
-        trainer.add_callback(TensorBoardCallback(tb_writer=writer))
-    return trainer
-
-
 def _save_outputs(checked: _Checked, trainer, log: Log) -> tuple[Path | None, Path | None]:
     config, tokenizer = checked.config, checked.tokenizer
     adapter_path = merged_path = None
     if config.method in ADAPTER_METHODS:
-        adapter_path = config.run_dir / ADAPTER
+        adapter_path = config.training_dir / ADAPTER
         with atomic_directory(adapter_path) as tmp:
             trainer.model.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
         log(f"adapter saved to {adapter_path}")
     else:
-        merged_path = config.run_dir / MERGED
+        merged_path = config.training_dir / MERGED
         with atomic_directory(merged_path) as tmp:
             trainer.model.config.use_cache = True
             trainer.model.save_pretrained(tmp)
@@ -323,7 +255,7 @@ def _merge(checked: _Checked, adapter_path: Path, log: Log) -> Path:
     merged_path = merge_into_base(
         checked.resolved,
         adapter_path,
-        config.run_dir / MERGED,
+        config.training_dir / MERGED,
         checked.tokenizer,
         trust_remote_code=config.trust_remote_code,
     )
@@ -343,7 +275,7 @@ def _release(trainer) -> None:
 
 
 def _non_finite(exc: NonFiniteLossError, config: FinetuneConfig) -> TrainingError:
-    last = last_checkpoint(config.run_dir / CHECKPOINTS)
+    last = last_checkpoint(config.training_dir / CHECKPOINTS)
     kept = (
         f"the last good checkpoint is {last} (a rerun with the same settings resumes from it)"
         if last

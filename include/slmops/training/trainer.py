@@ -1,5 +1,6 @@
 """transformers' Trainer with what slmops adds: a count of real tokens per step, a stop at
-the first NaN/inf loss (before it reaches the weights), and pluggable loss functions."""
+the first NaN/inf loss (before it reaches the weights), pluggable loss functions, and the
+one place a run's TrainingArguments and callbacks are built from its FinetuneConfig."""
 
 from __future__ import annotations
 
@@ -8,8 +9,12 @@ import inspect
 import math
 from collections.abc import Callable
 
-from slmops.data.batching import IGNORE_INDEX, TOKEN_COUNT
+from slmops.data.batching import IGNORE_INDEX, TOKEN_COUNT, PackedCollator, PaddingCollator
+from slmops.devices import Placement
 from slmops.errors import ConfigError, NonFiniteLossError
+from slmops.layout import CHECKPOINTS, TENSORBOARD
+from slmops.progress import Log
+from slmops.training.config import FinetuneConfig
 
 
 def load_loss_hook(spec: str) -> Callable:
@@ -76,3 +81,91 @@ def build_trainer(*, loss_hook: Callable | None = None, **kwargs):
             return result
 
     return SlmopsTrainer(**kwargs)
+
+
+def make_trainer(
+    config: FinetuneConfig,
+    placement: Placement,
+    *,
+    model,
+    tokenizer,
+    train_rows: list,
+    eval_rows: list,
+    loss_hook: Callable | None,
+    log: Log,
+):
+    """The Trainer of one run: its TrainingArguments (built here and nowhere else), the
+    collator, and slmops's callbacks (progress lines, early stopping, TensorBoard)."""
+    from transformers import EarlyStoppingCallback, PrinterCallback, TrainingArguments
+
+    from slmops.training.progress import final_step_callback, progress_callback
+
+    args = TrainingArguments(
+        output_dir=str(config.training_dir / CHECKPOINTS),
+        max_steps=config.max_steps or -1,
+        num_train_epochs=config.num_train_epochs,
+        per_device_train_batch_size=config.per_device_train_batch_size,
+        per_device_eval_batch_size=config.per_device_eval_batch_size
+        or config.per_device_train_batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        learning_rate=config.learning_rate,
+        lr_scheduler_type=config.lr_scheduler_type,
+        warmup_steps=config.warmup_ratio,  # a float below 1 is a ratio of the total steps
+        weight_decay=config.weight_decay,
+        max_grad_norm=config.max_grad_norm,
+        activation_checkpointing=config.gradient_checkpointing,  # Olive's flag, v5's name
+        activation_checkpointing_kwargs={"use_reentrant": False},
+        bf16=placement.mixed_precision == "bf16",
+        fp16=placement.mixed_precision == "fp16",
+        use_cpu=not placement.on_gpu,
+        logging_steps=config.logging_steps,
+        logging_nan_inf_filter=False,  # a NaN must surface, not be averaged away
+        eval_strategy="steps",
+        eval_steps=config.eval_steps,
+        save_strategy="steps",
+        save_steps=config.checkpoint_steps,
+        save_total_limit=config.save_total_limit,
+        load_best_model_at_end=True,
+        metric_for_best_model="eval_loss",
+        greater_is_better=False,
+        restore_callback_states_from_checkpoint=config.early_stopping_patience is not None,
+        report_to="none",
+        seed=config.seed,
+        data_seed=config.seed,
+        disable_tqdm=True,
+        remove_unused_columns=False,
+        label_names=["labels"],
+        dataloader_pin_memory=placement.on_gpu,
+    )
+    pad_id = tokenizer.pad_token_id
+    if config.packing:
+        collator = PackedCollator(pad_id)
+    else:
+        collator = PaddingCollator(
+            pad_id,
+            pad_to=config.max_seq_len if config.padding == "max_length" else None,
+            multiple_of=8 if placement.on_gpu else None,
+        )
+    trainer = build_trainer(
+        loss_hook=loss_hook,
+        model=model,
+        args=args,
+        data_collator=collator,
+        train_dataset=train_rows,
+        eval_dataset=eval_rows,
+        processing_class=tokenizer,
+    )
+    trainer.remove_callback(PrinterCallback)  # raw log dicts; our progress lines replace them
+    trainer.add_callback(progress_callback(log, lambda: trainer.train_tokens))
+    trainer.add_callback(final_step_callback())
+    if config.early_stopping_patience is not None:
+        trainer.add_callback(
+            EarlyStoppingCallback(config.early_stopping_patience, config.early_stopping_threshold)
+        )
+    if config.report_to == "tensorboard":
+        from torch.utils.tensorboard import SummaryWriter
+        from transformers.integrations import TensorBoardCallback
+
+        writer = SummaryWriter(log_dir=str(config.training_dir / TENSORBOARD))
+        trainer.add_callback(TensorBoardCallback(tb_writer=writer))
+    return trainer

@@ -265,10 +265,10 @@ def test_a_qlora_adapter_is_evaluated_on_a_full_precision_base(finetune_config, 
 
     result = train(finetune_config(method="qlora", merge_adapter=False, max_steps=3))
     summary = run(
-        config_for_run(result.run_dir, output_path=tmp_path / "e", fail_on_gates=False)
+        config_for_run(result.training_dir, output_path=tmp_path / "e", fail_on_gates=False)
     ).summary
     tuned = summary["models"]["fine_tuned"]
-    assert tuned["adapter"] == str(result.run_dir / "adapter")
+    assert tuned["adapter"] == str(result.training_dir / "adapter")
     assert math.isfinite(tuned["metrics"]["eval_loss"])
     assert tuned["metrics"]["eval_loss"] != pytest.approx(
         summary["models"]["base"]["metrics"]["eval_loss"], abs=1e-4

@@ -1,15 +1,19 @@
-"""The slm_finetune plan: params checked, files confined to the data roots, stage settings."""
+"""The slm_finetune plan: params checked, files confined to the data roots, stage settings;
+the params' own defaults assume no columns."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
+from pydantic import ValidationError
 
 from slmops.errors import ConfigError
-from slmops.pipeline import locations
-from slmops.pipeline.params import FORM_SECTIONS, PipelineParams
+from slmops.evaluation.config import GateThresholds
+from slmops.pipeline import locations, stages
+from slmops.pipeline.params import DEMO_PARAMS, FORM_SECTIONS, PipelineParams, field_value, parse
 from slmops.pipeline.plan import evaluate_config, prepare, read_plan
+from slmops.training.config import FinetuneConfig
 
 RUN_ID = "manual__2026-11-29T10:00:00+00:00"
 
@@ -25,8 +29,9 @@ def roots(tmp_path):
 
 
 def make_plan(tmp_path, roots, **conf):
+    """The demo task's params on the tone rows of ``roots``, changed by ``conf``."""
     return prepare(
-        {"data_files": ["tones.jsonl"], **conf},
+        {**DEMO_PARAMS, "data_files": ["tones.jsonl"], **conf},
         dag_id="slm_finetune",
         run_id=RUN_ID,
         artifacts_root=tmp_path / "artifacts",
@@ -127,6 +132,172 @@ def test_template_kind_picks_one_format(tmp_path, roots):
     data = plan["validation"]["data"]
     assert data["text_template"] == "Q: {phrase}\nA: {tone}"
     assert data["use_chat_template"] is False and "system_prompt" not in data
+
+
+# Values unlike both configs' defaults, so a slice that fell back on a default shows.
+NOT_DEFAULT = {
+    "method": "dora",
+    "lora_r": 4,
+    "lora_alpha": 8.0,
+    "lora_dropout": 0.2,
+    "target_modules": ["q_proj", "v_proj"],
+    "modules_to_save": ["lm_head"],
+    "max_steps": 7,
+    "per_device_train_batch_size": 3,
+    "gradient_accumulation_steps": 2,
+    "learning_rate": 1e-3,
+    "weight_decay": 0.1,
+    "max_seq_len": 64,
+    "eval_steps": 7,
+    "early_stopping_patience": 2,
+    "device": "cpu",
+    "train_split": "train[1:]",
+    "eval_split": "train[:1]",
+    "eval_fraction": 0.3,
+    "system_prompt": "Say the tone.",
+    "min_improvement": 0.2,
+    "max_loss_gap": 3.5,
+    "max_export_degradation": 0.05,
+}
+
+
+def test_every_param_a_stage_config_shares_reaches_that_stage(tmp_path, roots):
+    """A param named like a FinetuneConfig or GateThresholds field is that setting: it is
+    in the plan with the param's value, whichever field is added to both later."""
+    data_file = str((roots[0] / "tones.jsonl").resolve())  # as confining writes it
+    conf = {**DEMO_PARAMS, **NOT_DEFAULT, "data_files": [data_file]}
+    plan = make_plan(tmp_path, roots, **conf)
+    params = parse(conf).model_dump(mode="json")
+    assert params == plan["params"]
+
+    training = [name for name in PipelineParams.model_fields if name in FinetuneConfig.model_fields]
+    assert {"lora_r", "learning_rate", "device", "input_field", "data_files"} <= set(training)
+    for name in training:  # the template kind here is chat, so its fields go too
+        assert name in plan["finetune"], f"param {name} does not reach plan['finetune']"
+        assert plan["finetune"][name] == params[name], name
+    assert plan["finetune"]["model_name_or_path"] == "smollm2-135m-instruct"
+    assert plan["validation"]["data"] == {
+        name: plan["finetune"][name] for name in plan["validation"]["data"]
+    }
+
+    gates = [name for name in PipelineParams.model_fields if name in GateThresholds.model_fields]
+    assert set(gates) == {"min_improvement", "max_loss_gap", "max_export_degradation"}
+    judged = {**plan["evaluate"], **plan["optimize"]}
+    for name in gates:
+        assert judged.get(name) == params[name], f"gate {name} does not reach evaluate/optimize"
+    assert plan["optimize"]["max_export_degradation"] == 0.05
+    assert plan["evaluate"]["max_loss_gap"] == 3.5
+    for name, value in NOT_DEFAULT.items():  # the check above compared the right values
+        assert params[name] == value
+        default = (FinetuneConfig.model_fields | GateThresholds.model_fields)[name].default
+        assert value != default, name
+
+
+@pytest.fixture
+def intents_root(tmp_path, tiny_model_dir):
+    """A new user's data root: intents.csv (columns utterance,intent) and a model."""
+    data = tmp_path / "mine"
+    data.mkdir()
+    intents = ["greet", "book", "cancel", "weather"]
+    rows = [
+        f"please help with request {i} for {intents[i % 4]},{intents[i % 4]}" for i in range(40)
+    ]
+    (data / "intents.csv").write_text("utterance,intent\n" + "\n".join(rows) + "\n")
+    return [data, tiny_model_dir.parent]
+
+
+def test_a_csv_with_its_own_columns_plans_and_validates_with_the_default_suite(
+    tmp_path, intents_root, tiny_model_dir
+):
+    """The params name only the user's own columns: no phrase or tone column is assumed
+    (the plan once failed on "input {phrase}, {tone}: no such column") and the default
+    suite checks the data (not phrase_tones' six labels)."""
+    plan = prepare(
+        {
+            "model_name": "intents",
+            "model_name_or_path": str(tiny_model_dir),
+            "data_files": ["intents.csv"],
+            "text_template": "{utterance} -> {intent}",
+            "label_field": "intent",
+            "max_seq_len": 64,
+        },
+        dag_id="slm_intents",
+        run_id="r1",
+        artifacts_root=tmp_path / "artifacts",
+        data_roots=intents_root,
+    )
+    data = plan["validation"]["data"]
+    assert plan["params"]["template_kind"] == "template"
+    assert data["text_template"] == "{utterance} -> {intent}"
+    assert data["use_chat_template"] is False and data["label_field"] == "intent"
+    assert not {"input_field", "output_field", "system_prompt"} & set(data)
+    assert plan["validation"]["suite"] == "default"
+    assert plan["params"]["system_prompt"] is None and plan["params"]["input_field"] is None
+
+    checked = stages.validate(plan["validation"])
+    assert checked["passed"], checked
+    assert checked["train_rows"] + checked["eval_rows"] == 40
+
+
+def test_the_params_defaults_assume_no_columns():
+    params = parse({"model_name": "mine", "data_files": ["a.csv"], "text_template": "{a} {b}"})
+    assert params.suite == "default"
+    assert params.input_field is params.output_field is params.label_field is None
+    assert params.system_prompt is None
+    assert params.template_kind == "template"
+    required = [name for name, field in PipelineParams.model_fields.items() if field.is_required()]
+    assert required == ["model_name"]  # a published name is the run's own to choose
+    with pytest.raises(ConfigError, match="model_name: Field required"):
+        parse({"data_files": ["a.csv"], "text_template": "{a}"})
+
+
+def test_text_field_alone_selects_the_text_kind(tmp_path, roots):
+    assert parse({"model_name": "m", "data_files": ["a"], "text_field": "t"}).template_kind == (
+        "text"
+    )
+    plan = make_plan(tmp_path, roots, template_kind=None, text_field="phrase")
+    data = plan["finetune"]
+    assert plan["params"]["template_kind"] == "text"
+    assert data["text_field"] == "phrase" and data["text_template"] is None
+    assert data["use_chat_template"] is False and "input_field" not in data
+
+
+def test_a_template_kind_given_wins_over_what_it_would_be_chosen_from(tmp_path, roots):
+    plan = make_plan(tmp_path, roots, text_template="{phrase} -> {tone}")  # demo: chat
+    assert plan["finetune"]["use_chat_template"] is True
+    assert plan["finetune"]["text_template"] is None
+
+
+@pytest.mark.parametrize(
+    ("conf", "message"),
+    [
+        (
+            {},
+            r"template_kind chat \(chosen as neither text_template nor text_field is given\) "
+            r"needs input_field and output_field \(input_field and output_field name the "
+            r"columns of the user's and the assistant's turns; or give text_template",
+        ),
+        ({"template_kind": "chat", "output_field": "b"}, r"template_kind chat needs input_field "),
+        ({"input_field": "a"}, r"template_kind chat \(chosen .*\) needs output_field \("),
+        ({"text_template": "{a}", "text_field": "t"}, "text_template and text_field are both"),
+    ],
+)
+def test_a_template_missing_its_columns_is_refused_naming_them(conf, message):
+    with pytest.raises(ConfigError, match=rf"^invalid params: {message}"):
+        parse({"model_name": "m", "data_files": ["a.csv"], **conf})
+
+
+def test_one_param_is_checked_on_its_own():
+    """What a search varies is checked without a whole run around it (a run's data and
+    name are given elsewhere)."""
+    assert field_value("lora_r", "8") == 8
+    assert field_value("learning_rate", "1e-3") == 0.001
+    assert field_value("method", "dora") == "dora"
+    assert field_value("target_modules", "q_proj, v_proj") == ["q_proj", "v_proj"]
+    with pytest.raises(ValidationError, match="greater than or equal to 1"):
+        field_value("lora_r", 0)
+    with pytest.raises(ValidationError, match="'lora', 'qlora', 'dora' or 'full'"):
+        field_value("method", "prefix")
 
 
 def test_run_folders_are_one_per_run_and_safe(tmp_path):

@@ -121,3 +121,21 @@ def test_bad_multi_adapter_params_are_refused(tmp_path, data_root, change, messa
     with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
         plan_adapters(conf, **where(tmp_path, data_root, "slm_multi_adapter"))
     assert not (tmp_path / "artifacts").exists()
+
+
+def test_adapters_may_bring_the_templates_the_shared_params_do_not_name(tmp_path, data_root):
+    """Neutral defaults: the shared form names no columns or template, each adapter its own."""
+    shared = {
+        key: value
+        for key, value in tiny_pipeline_params("multi", method="lora").items()
+        if key not in ("template_kind", "text_template", "label_field", "data_files")
+    }
+    own = [
+        {"name": "label", "data_files": ["tones.jsonl"], "text_template": TONE_TEMPLATE},
+        {"name": "echo", "data_files": ["tones.jsonl"], "text_template": "{phrase} -> {phrase}"},
+    ]
+    conf = {**shared, "adapters": own, "multi_target": "cpu-fp32"}
+    plan = plan_adapters(conf, **where(tmp_path, data_root, "slm_multi_adapter"))
+    templates = [c["text_template"] for c in plan["finetune"]]
+    assert templates == [TONE_TEMPLATE, "{phrase} -> {phrase}"]
+    assert all(c["use_chat_template"] is False for c in plan["finetune"])

@@ -11,6 +11,7 @@ import pytest
 
 from slmops.errors import PublishError
 from slmops.pipeline import locations
+from slmops.pipeline.params import DEMO_PARAMS
 from slmops.pipeline.plan import prepare
 from slmops.pipeline.publish import publish
 from slmops.pipeline.summary import collect, latest_run, write
@@ -29,7 +30,7 @@ def run_dir(tmp_path):
     data.mkdir()
     (data / "tones.jsonl").write_text("{}\n")
     plan = prepare(
-        {"data_files": ["tones.jsonl"], "model_name": "tones"},
+        {**DEMO_PARAMS, "data_files": ["tones.jsonl"], "model_name": "tones"},
         dag_id="slm_finetune",
         run_id=RUN_ID,
         artifacts_root=tmp_path / "artifacts",

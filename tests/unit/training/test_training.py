@@ -16,8 +16,8 @@ from slmops.models import load_causal_lm, load_tokenizer
 from slmops.training.run import run
 
 
-def adapter_weights(run_dir):
-    return load_file(run_dir / "adapter" / "adapter_model.safetensors")
+def adapter_weights(training_dir):
+    return load_file(training_dir / "adapter" / "adapter_model.safetensors")
 
 
 def test_lora_run_writes_adapter_merged_model_and_metrics(finetune_config):
@@ -75,13 +75,13 @@ def test_dora_adapter_has_magnitude_vectors(finetune_config):
     result = run(finetune_config(method="dora", max_steps=2, eval_steps=2))
     config = json.loads((result.adapter_path / "adapter_config.json").read_text())
     assert config["use_dora"] is True
-    assert any("lora_magnitude_vector" in name for name in adapter_weights(result.run_dir))
+    assert any("lora_magnitude_vector" in name for name in adapter_weights(result.training_dir))
 
 
 def test_full_fine_tuning_changes_every_layer_and_writes_no_adapter(finetune_config):
     config = finetune_config(method="full", max_steps=2, eval_steps=2)
     result = run(config)
-    assert result.adapter_path is None and not (result.run_dir / "adapter").exists()
+    assert result.adapter_path is None and not (result.training_dir / "adapter").exists()
     base = load_causal_lm(config.model_name_or_path).state_dict()
     tuned = load_causal_lm(str(result.merged_path)).state_dict()
     assert not torch.equal(
@@ -100,7 +100,7 @@ def test_task_names_give_each_adapter_its_own_folder(finetune_config, tmp_path):
 def test_packing_and_tensorboard(finetune_config):
     result = run(finetune_config(packing=True, max_seq_len=128, report_to="tensorboard"))
     assert result.metrics["global_step"] == 6
-    assert list((result.run_dir / "tensorboard").glob("events.out.tfevents.*"))
+    assert list((result.training_dir / "tensorboard").glob("events.out.tfevents.*"))
 
 
 class StopAtSave(Exception):
@@ -135,7 +135,7 @@ def test_a_stopped_run_resumes_from_its_checkpoint_and_ends_where_an_unbroken_on
     assert "resuming from checkpoint-4" in logged
     assert resumed.metrics["resumed_from"] == "checkpoint-4"
     assert [e["step"] for e in resumed.metrics["train_loss_history"]] == [1, 2, 3, 4, 5, 6]
-    expected, actual = adapter_weights(unbroken.run_dir), adapter_weights(resumed.run_dir)
+    expected, actual = adapter_weights(unbroken.training_dir), adapter_weights(resumed.training_dir)
     for name, tensor in expected.items():
         torch.testing.assert_close(actual[name], tensor, atol=1e-6, rtol=1e-5)
 
@@ -354,7 +354,7 @@ def test_epochs_set_the_length_when_max_steps_is_not_given(finetune_config):
     )
     assert result.metrics["global_step"] == 27
     assert [e["step"] for e in result.metrics["eval_loss_history"]] == [9, 18, 27]
-    assert "base_model.model.lm_head.weight" in adapter_weights(result.run_dir)
+    assert "base_model.model.lm_head.weight" in adapter_weights(result.training_dir)
     merged = load_causal_lm(str(result.merged_path))
     base = load_causal_lm(str(result.metrics["model_path"]))
     head, embeddings = merged.lm_head.weight, merged.model.embed_tokens.weight
@@ -392,8 +392,8 @@ def test_a_run_stopped_after_its_last_step_is_completed_without_more_training(
     assert completed.metrics["best_checkpoint"] == unbroken.metrics["best_checkpoint"]
     folder = "adapter" if method == "lora" else "merged"
     name = "adapter_model.safetensors" if method == "lora" else "model.safetensors"
-    expected = load_file(unbroken.run_dir / folder / name)
-    actual = load_file(completed.run_dir / folder / name)
+    expected = load_file(unbroken.training_dir / folder / name)
+    actual = load_file(completed.training_dir / folder / name)
     assert expected.keys() == actual.keys()
     for key, tensor in expected.items():
         torch.testing.assert_close(actual[key], tensor)
@@ -401,7 +401,7 @@ def test_a_run_stopped_after_its_last_step_is_completed_without_more_training(
 
 def test_a_finished_run_gets_its_merged_model_when_asked_later(finetune_config):
     first = run(finetune_config(max_steps=2, eval_steps=2, merge_adapter=False))
-    assert first.merged_path is None and not (first.run_dir / "merged").exists()
+    assert first.merged_path is None and not (first.training_dir / "merged").exists()
     again = run(finetune_config(max_steps=2, eval_steps=2))
-    assert again.reused and again.merged_path == again.run_dir / "merged"
+    assert again.reused and again.merged_path == again.training_dir / "merged"
     assert json.loads(again.metrics_path.read_text())["outputs"]["merged"] == "merged"

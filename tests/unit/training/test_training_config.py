@@ -23,11 +23,11 @@ def test_defaults_suit_lora_and_checkpoint_at_eval_steps():
     assert (config.lora_r, config.lora_alpha, config.lora_dropout) == (16, 32.0, 0.05)
     assert config.target_modules is None
     assert config.checkpoint_steps == config.eval_steps == 50
-    assert config.run_dir.as_posix() == "out"
+    assert config.training_dir.as_posix() == "out"
 
 
 def test_task_name_gets_its_own_folder():
-    assert make(task_name="classification").run_dir.as_posix() == "out/classification"
+    assert make(task_name="classification").training_dir.as_posix() == "out/classification"
     with pytest.raises(ValidationError, match="folder-safe"):
         make(task_name="../escape")
 

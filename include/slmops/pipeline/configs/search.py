@@ -43,7 +43,7 @@ from slmops.pipeline.configs.search_space import (
     draw,
     grid_points,
 )
-from slmops.pipeline.params import FORM_SECTIONS, PipelineParams
+from slmops.pipeline.params import FORM_SECTIONS, PipelineParams, field_value
 
 __all__ = [
     "ALIASES",
@@ -166,7 +166,7 @@ def _field_of(name: str) -> str:
 def _valid(field: str, value: Any, where: str) -> Any:
     """``value`` as PipelineParams holds it, or the field's own complaint."""
     try:
-        return getattr(PipelineParams.model_validate({field: value}), field)
+        return field_value(field, value)
     except ValidationError as exc:
         problems = "; ".join(error["msg"] for error in exc.errors())
         raise ValueError(f"{where}: {value!r} is not a valid {field}: {problems}") from None

@@ -81,7 +81,9 @@ def plan_adapters(
 ) -> dict:
     """Each adapter's plan, all checked before any training; written to RUN/multi_adapter/."""
     settings, specs, shared = split_conf(conf)
-    params = parse({**shared, "data_files": specs[0].data_files})
+    # The shared params as the first adapter completes them: with neutral defaults the
+    # adapters may bring the data columns and templates the shared form does not name.
+    params = parse({**shared, **_own_settings(specs[0])})
     if params.method != "lora":
         raise ConfigError(
             f"param method: {params.method} cannot share a base as switchable adapters; "
@@ -91,9 +93,7 @@ def plan_adapters(
     layout = RunLayout(run_dir)
     adapters, planned = [], []
     for spec in specs:
-        own = spec.model_dump(exclude={"name"}, exclude_none=True)
-        if "label_field" not in spec.model_fields_set:
-            own["label_field"] = None
+        own = _own_settings(spec)
         plan = prepare(
             {
                 **shared,
@@ -138,6 +138,14 @@ def plan_adapters(
         **multi,
         **{stage: [a[stage] for a in adapters] for stage in ("validation", "finetune", "evaluate")},
     }
+
+
+def _own_settings(spec: AdapterSpec) -> dict:
+    """What an adapter sets for itself; an unset label_field means none (generation)."""
+    own = spec.model_dump(exclude={"name"}, exclude_none=True)
+    if "label_field" not in spec.model_fields_set:
+        own["label_field"] = None
+    return own
 
 
 def read_multi_plan(run_dir: Path) -> dict:

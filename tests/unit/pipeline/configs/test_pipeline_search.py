@@ -9,7 +9,7 @@ import yaml
 
 from slmops.errors import ConfigError, SearchError
 from slmops.pipeline.configs.search import SEARCHABLE, best_trial, load_search, trials, trials_table
-from slmops.pipeline.params import PipelineParams
+from slmops.pipeline.params import DEMO_PARAMS, PipelineParams
 
 # The reference guide's hyperparameter-search.yaml, byte for byte: two of its blank lines
 # hold two spaces (written \x20 here so the source has no trailing whitespace).
@@ -62,7 +62,7 @@ def test_the_guide_file_loads_and_yields_20_valid_trials(tmp_path):
         assert trial["per_device_train_batch_size"] in {8, 16, 32}
         assert isinstance(trial["per_device_train_batch_size"], int)
         assert float(f"{trial['learning_rate']:.6g}") == trial["learning_rate"]
-        PipelineParams(**trial)  # every trial is a valid run
+        PipelineParams(**{**DEMO_PARAMS, **trial})  # every trial is a valid run
     assert len({tuple(trial.values()) for trial in drawn}) == 20
 
 
