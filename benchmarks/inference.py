@@ -104,14 +104,13 @@ def build_multi_adapter(run_path: Path, explain: Path, out: Path):
 def score_label_adapter(run_path: Path, multi_dir: Path) -> tuple[dict, list[dict]]:
     """Eval-set metrics of the label adapter served by the multi-adapter model, and a few
     answers of both adapters to the same phrases."""
-    from slmops.evaluation.config import config_for_run
-    from slmops.evaluation.eval_set import build as plan
+    from slmops.evaluation import eval_set
     from slmops.evaluation.run import score_answers
     from slmops.export.multi_adapter import open_multi_adapter
     from slmops.export.runners import encode_prompts, greedy_answers
     from slmops.inference import chat_prompt, decode_answers
 
-    eval_plan = plan(config_for_run(run_path))
+    eval_plan = eval_set.for_run(run_path)
     tokenizer = eval_plan.tokenizer
     runner = open_multi_adapter(multi_dir)
     prompt_ids = encode_prompts(tokenizer, [e.prompt for e in eval_plan.data.eval])
@@ -135,12 +134,11 @@ def score_label_adapter(run_path: Path, multi_dir: Path) -> tuple[dict, list[dic
 
 
 def measure_all(run_path: Path, exports: dict, multi) -> list[dict]:
-    from slmops.evaluation.config import config_for_run
-    from slmops.evaluation.eval_set import build as plan
+    from slmops.evaluation import eval_set
     from slmops.export.benchmark import Subject, measure, with_speedups
     from slmops.export.runners import encode_prompts
 
-    eval_plan = plan(config_for_run(run_path))
+    eval_plan = eval_set.for_run(run_path)
     prompts = [example.prompt for example in eval_plan.data.eval[:5]]
     prompt_ids = encode_prompts(eval_plan.tokenizer, prompts)
     subjects = [Subject("pytorch-fp32", "torch", run_path / "merged")]
@@ -154,10 +152,11 @@ def measure_all(run_path: Path, exports: dict, multi) -> list[dict]:
 def demo_run() -> Path:
     """The fine-tuning folder of the newest slm_finetune run under artifacts/."""
     from slmops.errors import ConfigError
-    from slmops.pipeline.summary import latest_run
+    from slmops.layout import RunLayout
+    from slmops.pipeline.stages import latest_run
 
     try:
-        return latest_run(ROOT / "artifacts") / "finetune"
+        return RunLayout(latest_run(ROOT / "artifacts")).finetune.root
     except ConfigError:
         return ROOT / "artifacts/demo/finetune"  # a run made with the CLI stages
 
