@@ -1,8 +1,9 @@
 """Where things live on disk: a pipeline run's folder, a training folder and the store of
 published models, each name spelled once.
 
-This module imports nothing but the standard library, so DAG files, the CLI and every
-stage can use it without pulling in torch. Nothing else in slmops spells these names.
+This module imports only the standard library and slmops.artifacts (itself standard
+library only), so DAG files, the CLI and every stage can use it without pulling in torch.
+Nothing else in slmops spells these names.
 
 A pipeline run (``RunLayout``, ARTIFACTS/runs/DAG_ID/RUN_ID)::
 
@@ -31,9 +32,10 @@ The published models (``ModelStore``, ARTIFACTS/models)::
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
+
+from slmops.artifacts import read_json_if_any
 
 # -- a pipeline run's folder
 PLAN_NAME = "plan.json"
@@ -112,6 +114,11 @@ class TrainingLayout:
         return self.root / TENSORBOARD
 
     @property
+    def lock(self) -> Path:
+        """Held while a run writes the folder (one writer at a time)."""
+        return self.root / LOCK_NAME
+
+    @property
     def evaluation(self) -> Path:
         return self.root / EVALUATION_FOLDER
 
@@ -162,6 +169,10 @@ class RunLayout:
         return self.root / HPO_DIR
 
     @property
+    def hpo_plan(self) -> Path:
+        return self.hpo / PLAN_NAME
+
+    @property
     def trials(self) -> Path:
         """hpo/trials.json: every trial's settings and outcome."""
         return self.hpo / TRIALS_NAME
@@ -182,6 +193,10 @@ class RunLayout:
     @property
     def multi_plan(self) -> Path:
         return self.multi / PLAN_NAME
+
+    @property
+    def multi_scores(self) -> Path:
+        return self.multi / SCORES_NAME
 
     @property
     def is_multi_adapter(self) -> bool:
@@ -240,9 +255,8 @@ class ModelStore:
 
     def latest_version(self, name: str) -> Path | None:
         """The version folder NAME/latest.json points at, if it is there whole."""
-        try:
-            latest = json.loads(self.latest(name).read_text(encoding="utf-8"))
-        except FileNotFoundError:
+        latest = read_json_if_any(self.latest(name))
+        if latest is None:
             return None
         version = Path(latest["path"])
         return version if self.manifest(version).is_file() else None

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from slmops.config import split_commas
 from slmops.data.config import DataConfig
 from slmops.errors import ConfigError
-from slmops.layout import EVALUATION_FOLDER, METRICS_NAME
+from slmops.layout import EVALUATION_FOLDER, METRICS_NAME, TrainingLayout
 
 Task = Literal["auto", "classification", "generation", "language_modeling"]
 
@@ -202,7 +202,7 @@ _FORMAT_KEYS = ("text_field", "text_template", "use_chat_template")
 
 def read_run_metrics(run_path: Path) -> dict:
     """A finished fine-tuning run's training_metrics.json (its history and settings)."""
-    metrics_file = Path(run_path) / METRICS_NAME
+    metrics_file = TrainingLayout(run_path).metrics
     if not metrics_file.is_file():
         raise ConfigError(
             f"run_path {run_path}: no {METRICS_NAME}, so this is not a finished "

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from slmops.artifacts import atomic_write_json, read_json_if_any
 from slmops.errors import SlmopsError
-from slmops.layout import PLAN_NAME, TRIAL_NAME, RunLayout
+from slmops.layout import TRIAL_NAME, RunLayout
 from slmops.pipeline import locations
 from slmops.pipeline.configs import search
 from slmops.pipeline.params import split_settings
@@ -121,7 +121,7 @@ def plan_trials(
     }
     for trial_plan in planned:  # every trial checked: now write them
         write_plan(trial_plan)
-    atomic_write_json(layout.hpo / PLAN_NAME, plan)
+    atomic_write_json(layout.hpo_plan, plan)
     return plan
 
 
@@ -161,7 +161,7 @@ def select_best(run_dir: Path, results: list[dict], *, log: Log = no_log) -> dic
     from slmops.evaluation.config import LOWER_IS_BETTER
 
     run_dir = Path(run_dir)
-    plan = json.loads((RunLayout(run_dir).hpo / PLAN_NAME).read_text(encoding="utf-8"))
+    plan = json.loads(RunLayout(run_dir).hpo_plan.read_text(encoding="utf-8"))
     results = sorted(results, key=lambda result: result["index"])
     metric = next((r["metric_name"] for r in results if r.get("metric_name")), "metric")
     lower_is_better = metric in LOWER_IS_BETTER

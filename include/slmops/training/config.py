@@ -15,6 +15,7 @@ from pydantic import Field, field_validator, model_validator
 
 from slmops.config import split_commas
 from slmops.data.config import DataConfig
+from slmops.layout import TrainingLayout
 from slmops.model_store import DEFAULT_MODEL
 
 Method = Literal["lora", "qlora", "dora", "full"]
@@ -197,6 +198,11 @@ class FinetuneConfig(DataConfig):
     def training_dir(self) -> Path:
         """Where this run's files go: the output path, or its task_name sub-folder."""
         return self.output_path / self.task_name if self.task_name else self.output_path
+
+    @property
+    def folder(self) -> TrainingLayout:
+        """The training folder's files (checkpoints, adapter, metrics...)."""
+        return TrainingLayout(self.training_dir)
 
     @property
     def checkpoint_steps(self) -> int:

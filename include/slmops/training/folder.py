@@ -24,11 +24,11 @@ from slmops.errors import ConfigError
 from slmops.layout import (
     ADAPTER,
     CHECKPOINTS,
-    LOCK_NAME,
     MERGED,
     METRICS_NAME,
     RUN_RECORD,
     TENSORBOARD,
+    TrainingLayout,
 )
 from slmops.progress import Log
 from slmops.training.config import FinetuneConfig
@@ -46,7 +46,7 @@ class TrainingResult:
 
     @property
     def metrics_path(self) -> Path:
-        return self.training_dir / METRICS_NAME
+        return TrainingLayout(self.training_dir).metrics
 
     def summary(self) -> dict:
         """Where the outputs are and the headline numbers (what the CLI prints)."""
@@ -64,7 +64,7 @@ class TrainingResult:
 def exclusive(training_dir: Path) -> Iterator[None]:
     """Hold the folder's lock for the whole run; refuse at once if another process has it."""
     training_dir.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(training_dir / LOCK_NAME))
+    lock = FileLock(str(TrainingLayout(training_dir).lock))
     try:
         lock.acquire(timeout=0)
     except Timeout:
@@ -81,7 +81,7 @@ def exclusive(training_dir: Path) -> Iterator[None]:
 def claim(config: FinetuneConfig, fingerprint: str, log: Log) -> bool:
     """Record this run in its folder; True when the same run already finished there."""
     training_dir = config.training_dir
-    record_path = training_dir / RUN_RECORD
+    record_path = config.folder.run_record
     record = {"config": config.identity(), "dataset_fingerprint": fingerprint}
     present = [name for name in _RUN_ENTRIES if (training_dir / name).exists()]
     if present and config.overwrite:
@@ -104,7 +104,7 @@ def claim(config: FinetuneConfig, fingerprint: str, log: Log) -> bool:
                 "resumes only with the same settings and data. Choose another --output_path "
                 "(or --task_name), or pass --overwrite to start over"
             )
-        return (training_dir / METRICS_NAME).is_file()
+        return config.folder.metrics.is_file()
     atomic_write_json(record_path, record)
     return False
 
@@ -121,7 +121,7 @@ def _differences(previous: dict, current: dict) -> list[str]:
 
 
 def finished_result(config: FinetuneConfig) -> TrainingResult:
-    metrics = json.loads((config.training_dir / METRICS_NAME).read_text(encoding="utf-8"))
+    metrics = json.loads(config.folder.metrics.read_text(encoding="utf-8"))
     outputs = metrics.get("outputs", {})
     return TrainingResult(
         config.training_dir,

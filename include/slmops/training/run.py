@@ -22,7 +22,7 @@ from slmops.data.batching import encode_examples, pack
 from slmops.data.loading import PreparedData, prepare
 from slmops.devices import Placement, place
 from slmops.errors import NonFiniteLossError, TrainingError
-from slmops.layout import ADAPTER, CHECKPOINTS, MERGED, METRICS_NAME
+from slmops.layout import ADAPTER, MERGED
 from slmops.models import ResolvedModel, load_padding_tokenizer, quiet_libraries, resolve
 from slmops.progress import Log, no_log
 from slmops.training.adapters import (
@@ -133,12 +133,12 @@ def _train(checked: _Checked, log: Log, callbacks: Sequence, started: float) -> 
     )
     for callback in callbacks:
         trainer.add_callback(callback)
-    resume_from = last_checkpoint(config.training_dir / CHECKPOINTS)
+    resume_from = last_checkpoint(config.folder.checkpoints)
     if resume_from is not None:
         log(f"resuming from {resume_from.name}")
     finished = finished_training(resume_from) if resume_from else None
     if finished:
-        best = best_checkpoint(finished, config.training_dir / CHECKPOINTS, resume_from)
+        best = best_checkpoint(finished, config.folder.checkpoints, resume_from)
         log(f"training had reached its last step; restoring the best checkpoint, {best.name}")
         load_checkpoint_weights(trainer.model, best)
         trainer.state, runtime = finished, 0.0
@@ -189,7 +189,7 @@ def _train(checked: _Checked, log: Log, callbacks: Sequence, started: float) -> 
         },
         "wall_time_s": round(time.monotonic() - started, 3),
     }
-    atomic_write_json(config.training_dir / METRICS_NAME, metrics)
+    atomic_write_json(config.folder.metrics, metrics)
     log(
         f"done in {metrics['wall_time_s']:.0f}s: step {state.global_step}, train loss "
         f"{metrics['final_train_loss']:.4f}, best eval loss {state.best_metric:.4f}, "
@@ -232,13 +232,13 @@ def _save_outputs(checked: _Checked, trainer, log: Log) -> tuple[Path | None, Pa
     config, tokenizer = checked.config, checked.tokenizer
     adapter_path = merged_path = None
     if config.method in ADAPTER_METHODS:
-        adapter_path = config.training_dir / ADAPTER
+        adapter_path = config.folder.adapter
         with atomic_directory(adapter_path) as tmp:
             trainer.model.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
         log(f"adapter saved to {adapter_path}")
     else:
-        merged_path = config.training_dir / MERGED
+        merged_path = config.folder.merged
         with atomic_directory(merged_path) as tmp:
             trainer.model.config.use_cache = True
             trainer.model.save_pretrained(tmp)
@@ -255,7 +255,7 @@ def _merge(checked: _Checked, adapter_path: Path, log: Log) -> Path:
     merged_path = merge_into_base(
         checked.resolved,
         adapter_path,
-        config.training_dir / MERGED,
+        config.folder.merged,
         checked.tokenizer,
         trust_remote_code=config.trust_remote_code,
     )
@@ -275,7 +275,7 @@ def _release(trainer) -> None:
 
 
 def _non_finite(exc: NonFiniteLossError, config: FinetuneConfig) -> TrainingError:
-    last = last_checkpoint(config.training_dir / CHECKPOINTS)
+    last = last_checkpoint(config.folder.checkpoints)
     kept = (
         f"the last good checkpoint is {last} (a rerun with the same settings resumes from it)"
         if last

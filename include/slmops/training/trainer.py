@@ -12,7 +12,6 @@ from collections.abc import Callable
 from slmops.data.batching import IGNORE_INDEX, TOKEN_COUNT, PackedCollator, PaddingCollator
 from slmops.devices import Placement
 from slmops.errors import ConfigError, NonFiniteLossError
-from slmops.layout import CHECKPOINTS, TENSORBOARD
 from slmops.progress import Log
 from slmops.training.config import FinetuneConfig
 
@@ -101,7 +100,7 @@ def make_trainer(
     from slmops.training.progress import final_step_callback, progress_callback
 
     args = TrainingArguments(
-        output_dir=str(config.training_dir / CHECKPOINTS),
+        output_dir=str(config.folder.checkpoints),
         max_steps=config.max_steps or -1,
         num_train_epochs=config.num_train_epochs,
         per_device_train_batch_size=config.per_device_train_batch_size,
@@ -166,6 +165,6 @@ def make_trainer(
         from torch.utils.tensorboard import SummaryWriter
         from transformers.integrations import TensorBoardCallback
 
-        writer = SummaryWriter(log_dir=str(config.training_dir / TENSORBOARD))
+        writer = SummaryWriter(log_dir=str(config.folder.tensorboard))
         trainer.add_callback(TensorBoardCallback(tb_writer=writer))
     return trainer

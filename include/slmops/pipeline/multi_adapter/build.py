@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from slmops.artifacts import atomic_write_json
-from slmops.layout import SCORES_NAME, RunLayout
+from slmops.layout import RunLayout
 from slmops.pipeline.multi_adapter.plan import read_multi_plan
 from slmops.progress import Log, no_log
 from slmops.report import cell
@@ -84,5 +84,5 @@ def build(run_dir: Path, *, log: Log = no_log) -> dict:
         "adapters": scores,
         "seconds": round(time.monotonic() - started, 1),
     }
-    atomic_write_json(layout.multi / SCORES_NAME, record)
+    atomic_write_json(layout.multi_scores, record)
     return record

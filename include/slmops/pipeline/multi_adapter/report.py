@@ -8,7 +8,7 @@ from pathlib import Path
 
 from slmops.artifacts import read_json_if_any
 from slmops.errors import PublishError
-from slmops.layout import MULTI_DIR, SCORES_NAME, ModelStore, RunLayout
+from slmops.layout import MULTI_DIR, ModelStore, RunLayout
 from slmops.pipeline import locations
 from slmops.pipeline.multi_adapter.plan import read_multi_plan
 from slmops.pipeline.publish import asset_uri, write_version
@@ -20,7 +20,7 @@ def collect(run_dir: Path) -> dict:
     """The multi-adapter run's outcome: each adapter's stages and metrics."""
     run_dir = Path(run_dir)
     multi = read_multi_plan(run_dir)
-    scores = read_json_if_any(RunLayout(run_dir).multi / SCORES_NAME)
+    scores = read_json_if_any(RunLayout(run_dir).multi_scores)
     adapters = {}
     for adapter in multi["adapters"]:
         evaluation = read_json_if_any(RunLayout(adapter["run_dir"]).finetune.evaluation_report)
