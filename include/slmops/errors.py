@@ -69,6 +69,12 @@ class TrainingError(SlmopsError):
     """Training stopped before it produced a model."""
 
 
+class TrainingGroupFailed(RuntimeError):
+    """The processes of a multi-process training run died or ran out of time. Not a
+    SlmopsError on purpose: a retry (Airflow's, or a rerun) resumes from the last
+    checkpoint, so it is retried like a killed worker, not failed at once."""
+
+
 class PublishError(SlmopsError):
     """The run is not fit to publish."""
 

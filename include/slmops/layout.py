@@ -65,6 +65,8 @@ ADAPTER = "adapter"
 MERGED = "merged"
 TENSORBOARD = "tensorboard"
 LOCK_NAME = ".slmops.lock"
+GROUP_SETTINGS = "group.json"  # a multi-process run's settings, for its processes
+GROUP_ERROR = "group-error.json"
 EVALUATION_FOLDER = "evaluation"  # RUN_PATH/evaluation when no --output_path is given
 EVALUATION_NAME = "evaluation.json"
 GATES_NAME = "gates.json"
@@ -117,6 +119,16 @@ class TrainingLayout:
     def lock(self) -> Path:
         """Held while a run writes the folder (one writer at a time)."""
         return self.root / LOCK_NAME
+
+    @property
+    def group_settings(self) -> Path:
+        """What the processes of a multi-process run train (present while they run)."""
+        return self.root / GROUP_SETTINGS
+
+    @property
+    def group_error(self) -> Path:
+        """The refusal a process of a multi-process run ended with, for its launcher."""
+        return self.root / GROUP_ERROR
 
     @property
     def evaluation(self) -> Path:

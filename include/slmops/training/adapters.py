@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 from pathlib import Path
 
 from slmops.artifacts import atomic_directory
@@ -87,7 +88,10 @@ def load_base(resolved: ResolvedModel, config: FinetuneConfig, placement: Placem
             bnb_4bit_use_double_quant=config.bnb_4bit_use_double_quant,
             bnb_4bit_compute_dtype=getattr(torch, placement.compute_dtype),
         )
-        kwargs["device_map"] = {"": 0 if placement.on_gpu else "cpu"}
+        # Each process of a group loads its own 4-bit base on its own GPU.
+        kwargs["device_map"] = {
+            "": int(os.environ.get("LOCAL_RANK", 0)) if placement.on_gpu else "cpu"
+        }
         kwargs["dtype"] = getattr(torch, placement.compute_dtype)
     model = load_causal_lm(resolved, trust_remote_code=config.trust_remote_code, **kwargs)
     model.config.use_cache = False  # a KV cache is useless in training and breaks packing

@@ -111,6 +111,21 @@ class FinetuneConfig(DataConfig):
     device: Literal["auto", "cpu", "gpu"] = Field(
         "auto", description="where to train (auto: a GPU when one is visible)"
     )
+    num_processes: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="data-parallel training processes on this machine, launched with "
+        "torchrun: one per GPU (NCCL) on a GPU, or CPU processes (gloo). The batch size is "
+        "per process: the global batch is per_device_train_batch_size x num_processes x "
+        "gradient_accumulation_steps",
+    )
+    fsdp: bool = Field(
+        False,
+        description="shard weights, gradients and optimizer state across the GPU processes "
+        "(FSDP2) for a model that does not fit one GPU; lora or full, GPUs only, "
+        "num_processes 2 or more",
+    )
     max_seq_len: int = Field(
         1024, ge=8, le=131072, description="longest example in tokens; longer ones are cut"
     )
@@ -192,6 +207,13 @@ class FinetuneConfig(DataConfig):
             raise ValueError("target_modules and modules_to_save only apply to adapter methods")
         if self.packing and self.padding == "max_length":
             raise ValueError("packing already fills rows to max_seq_len; drop padding=max_length")
+        if self.fsdp and self.num_processes < 2:
+            raise ValueError("fsdp shards the model across processes: set num_processes 2 or more")
+        if self.fsdp and self.method not in ("lora", "full"):
+            raise ValueError(
+                f"fsdp works with method lora or full, not {self.method}; use plain data "
+                "parallelism (fsdp off) for qlora and dora"
+            )
         return self
 
     @property

@@ -12,7 +12,7 @@ import gc
 import resource
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from slmops.artifacts import atomic_directory, atomic_write_json
 from slmops.data.batching import encode_examples, pack
 from slmops.data.loading import PreparedData, prepare
 from slmops.devices import Placement, place
-from slmops.errors import NonFiniteLossError, TrainingError
+from slmops.errors import ConfigError, NonFiniteLossError, TrainingError
 from slmops.layout import ADAPTER, MERGED
 from slmops.models import ResolvedModel, load_padding_tokenizer, quiet_libraries, resolve
 from slmops.progress import Log, no_log
@@ -42,18 +42,40 @@ from slmops.training.folder import (
     finished_training,
     last_checkpoint,
 )
-from slmops.training.trainer import load_loss_hook, make_trainer
+from slmops.training.group import check_group, global_batch_size, launch
+from slmops.training.trainer import full_state_dict, group_total, load_loss_hook, make_trainer
 
 
-def run(config: FinetuneConfig, *, log: Log = no_log, callbacks: Sequence = ()) -> TrainingResult:
-    """Train as ``config`` says; ``callbacks`` are extra transformers TrainerCallbacks."""
+def run(
+    config: FinetuneConfig,
+    *,
+    log: Log = no_log,
+    callbacks: Sequence = (),
+    timeout: float | None = None,
+) -> TrainingResult:
+    """Train as ``config`` says; ``callbacks`` are extra transformers TrainerCallbacks (one
+    process only). ``timeout`` (seconds) bounds a multi-process run's process group."""
     started = time.monotonic()
+    if callbacks and config.num_processes > 1:
+        raise ConfigError(
+            "trainer callbacks run in this process; train with num_processes 1 to use them"
+        )
     checked = _check(config, log)
     with exclusive(config.training_dir):
         if claim(config, checked.data.fingerprint, log):
             log(f"{config.training_dir} already holds this finished run; nothing to train")
             return _complete_finished(checked, log)
-        return _train(checked, log, callbacks, started)
+        resume_from = last_checkpoint(config.folder.checkpoints)
+        if config.num_processes > 1 and not (resume_from and finished_training(resume_from)):
+            launch(config, resume_from=resume_from, log=log, timeout=timeout)
+            return replace(finished_result(config), reused=False)
+        return _train(checked, log, callbacks, started, resume_from)
+
+
+def train_in_group(config: FinetuneConfig, *, resume_from: Path | None, log: Log) -> None:
+    """One process's part of a multi-process run (``launch`` holds the folder's lock and
+    chose ``resume_from`` for every process); rank 0 writes the outputs."""
+    _train(_check(config, log), log, (), time.monotonic(), resume_from)
 
 
 def _complete_finished(checked: _Checked, log: Log) -> TrainingResult:
@@ -93,6 +115,7 @@ def _check(config: FinetuneConfig, log: Log) -> _Checked:
         compute_dtype=config.bnb_4bit_compute_dtype,
         full_weights=config.method == "full",
     )
+    check_group(config, placement)
     loss_hook = load_loss_hook(config.loss) if config.loss else None
     resolved = resolve(config.model_name_or_path, log=log)
     tokenizer = load_padding_tokenizer(resolved, trust_remote_code=config.trust_remote_code)
@@ -103,7 +126,14 @@ def _check(config: FinetuneConfig, log: Log) -> _Checked:
     )
 
 
-def _train(checked: _Checked, log: Log, callbacks: Sequence, started: float) -> TrainingResult:
+def _train(
+    checked: _Checked,
+    log: Log,
+    callbacks: Sequence,
+    started: float,
+    resume_from: Path | None,
+) -> TrainingResult | None:
+    """Train (or, in a group, this process's share); None on the ranks that do not write."""
     config, placement, resolved = checked.config, checked.placement, checked.resolved
     from transformers import set_seed
 
@@ -133,7 +163,6 @@ def _train(checked: _Checked, log: Log, callbacks: Sequence, started: float) -> 
     )
     for callback in callbacks:
         trainer.add_callback(callback)
-    resume_from = last_checkpoint(config.folder.checkpoints)
     if resume_from is not None:
         log(f"resuming from {resume_from.name}")
     finished = finished_training(resume_from) if resume_from else None
@@ -150,7 +179,11 @@ def _train(checked: _Checked, log: Log, callbacks: Sequence, started: float) -> 
         runtime = output.metrics["train_runtime"]
 
     state = trainer.state
-    adapter_path, merged_path = _save_outputs(checked, trainer, log)
+    train_tokens = group_total(trainer, trainer.train_tokens)
+    state_dict = full_state_dict(trainer) if config.fsdp else None
+    if not trainer.is_world_process_zero():
+        return None
+    adapter_path, merged_path = _save_outputs(checked, trainer, log, state_dict)
     metrics = {
         "slmops_version": __version__,
         "model": resolved.name,
@@ -169,9 +202,11 @@ def _train(checked: _Checked, log: Log, callbacks: Sequence, started: float) -> 
         else None,
         "best_eval_loss": state.best_metric,
         "resumed_from": resume_from.name if resume_from else None,
-        "train_tokens": trainer.train_tokens,
+        "train_tokens": train_tokens,
         "train_runtime_s": round(runtime, 3),
-        "tokens_per_second": round(trainer.train_tokens / runtime, 2) if runtime else 0.0,
+        "tokens_per_second": round(train_tokens / runtime, 2) if runtime else 0.0,
+        "num_processes": config.num_processes,
+        "global_batch_size": global_batch_size(config),
         "model_memory_mb": round(base_memory / 2**20, 2),
         "peak_memory_mb": _peak_memory_mb(placement),
         "trainable_parameters": trainable,
@@ -228,20 +263,23 @@ def _encode(config: FinetuneConfig, tokenizer, data: PreparedData, log: Log):
     return train, evaluation, stats
 
 
-def _save_outputs(checked: _Checked, trainer, log: Log) -> tuple[Path | None, Path | None]:
+def _save_outputs(
+    checked: _Checked, trainer, log: Log, state_dict: dict | None
+) -> tuple[Path | None, Path | None]:
+    """``state_dict``: the full weights gathered from an FSDP group (None otherwise)."""
     config, tokenizer = checked.config, checked.tokenizer
     adapter_path = merged_path = None
     if config.method in ADAPTER_METHODS:
         adapter_path = config.folder.adapter
         with atomic_directory(adapter_path) as tmp:
-            trainer.model.save_pretrained(tmp)
+            trainer.model.save_pretrained(tmp, state_dict=state_dict)
             tokenizer.save_pretrained(tmp)
         log(f"adapter saved to {adapter_path}")
     else:
         merged_path = config.folder.merged
         with atomic_directory(merged_path) as tmp:
             trainer.model.config.use_cache = True
-            trainer.model.save_pretrained(tmp)
+            trainer.model.save_pretrained(tmp, state_dict=state_dict)
             tokenizer.save_pretrained(tmp)
         log(f"model saved to {merged_path}")
     _release(trainer)

@@ -135,6 +135,7 @@ def make_trainer(
         remove_unused_columns=False,
         label_names=["labels"],
         dataloader_pin_memory=placement.on_gpu,
+        **_group_arguments(config, placement),
     )
     pad_id = tokenizer.pad_token_id
     if config.packing:
@@ -168,3 +169,34 @@ def make_trainer(
         writer = SummaryWriter(log_dir=str(config.folder.tensorboard))
         trainer.add_callback(TensorBoardCallback(tb_writer=writer))
     return trainer
+
+
+def _group_arguments(config: FinetuneConfig, placement: Placement) -> dict:
+    """TrainingArguments of a multi-process run (torchrun sets the ranks and world size)."""
+    if config.num_processes == 1:
+        return {}
+    arguments: dict = {"ddp_backend": "nccl" if placement.on_gpu else "gloo"}
+    if config.fsdp:
+        # FSDP2 wraps each decoder layer (the model's _no_split_modules); FULL_STATE_DICT
+        # so rank 0 can write ordinary safetensors.
+        arguments["fsdp"] = True
+        arguments["fsdp_config"] = {
+            "version": 2,
+            "auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
+            "state_dict_type": "FULL_STATE_DICT",
+        }
+    return arguments
+
+
+def group_total(trainer, count: int) -> int:
+    """``count`` summed over the processes of the run (itself in one process)."""
+    if trainer.args.world_size == 1:
+        return count
+    import torch
+
+    return int(trainer.accelerator.reduce(torch.tensor(count, device=trainer.args.device), "sum"))
+
+
+def full_state_dict(trainer) -> dict | None:
+    """The unsharded weights of an FSDP model, on rank 0 (every rank must call it)."""
+    return trainer.accelerator.get_state_dict(trainer.model_wrapped)
