@@ -9,7 +9,8 @@ class FineTuneOperator(StageOperator):
     """Train with ``config`` (``slmops.training.config.FinetuneConfig`` fields; its
     ``output_path`` is the run folder). A retry resumes from the last checkpoint, and a
     finished run with the same settings is reused rather than trained again. Route it to
-    GPU workers with ``queue="gpu"``.
+    GPU workers with ``queue="gpu"``. With ``num_processes`` > 1 the training runs as a
+    torchrun group on this worker, bounded by ``execution_timeout`` and stopped by on_kill.
     """
 
     ui_color = "#e6f4ea"
@@ -17,5 +18,12 @@ class FineTuneOperator(StageOperator):
     def execute(self, context) -> dict:
         from slmops.pipeline import stages
 
+        timeout = self.execution_timeout.total_seconds() if self.execution_timeout else None
         with failing_clearly():
-            return stages.finetune(dict(self.config), log=self.log.info)
+            return stages.finetune(dict(self.config), log=self.log.info, timeout=timeout)
+
+    def on_kill(self) -> None:
+        """A killed task takes its training processes (a torchrun group) with it."""
+        from slmops.pipeline import stages
+
+        stages.stop_training()

@@ -36,6 +36,12 @@ class TrialOperator(StageOperator):
         with failing_clearly():
             return stages.run_trial(dict(self.config), log=self.log.info)
 
+    def on_kill(self) -> None:
+        """A killed trial takes its training processes (a torchrun group) with it."""
+        from slmops.pipeline import stages
+
+        stages.stop_training()
+
 
 class SelectBestTrialOperator(BaseOperator):
     """Write the trials table and return the full run's params (the winner's settings)."""

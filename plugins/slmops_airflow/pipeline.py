@@ -26,6 +26,8 @@ from slmops_airflow.validate import ValidateDatasetOperator
 
 DEFAULT_ARGS = {"retries": 1, "retry_delay": pendulum.duration(seconds=30)}
 START_DATE = pendulum.datetime(2026, 1, 1, tz="UTC")
+# A ceiling, not an estimate: a hung training (or torchrun group) frees its worker slot.
+FINETUNE_TIMEOUT = pendulum.duration(hours=24)
 
 
 def cron_timetable(expression: str) -> CronTriggerTimetable:
@@ -60,9 +62,14 @@ def finetune_pipeline(*, conf: Any = None, challenge: bool = False) -> PipelineT
         return names
 
     route = route_training(plan.output["train_on_gpu"])
-    finetune = FineTuneOperator(task_id="finetune", config=plan.output["finetune"])
+    finetune = FineTuneOperator(
+        task_id="finetune", config=plan.output["finetune"], execution_timeout=FINETUNE_TIMEOUT
+    )
     finetune_gpu = FineTuneOperator(
-        task_id="finetune_gpu", config=plan.output["finetune"], queue="gpu"
+        task_id="finetune_gpu",
+        config=plan.output["finetune"],
+        queue="gpu",
+        execution_timeout=FINETUNE_TIMEOUT,
     )
     evaluate = EvaluateModelOperator(
         task_id="evaluate",

@@ -49,6 +49,8 @@ _TITLES = {
     "lora_dropout": "LoRA dropout",
     "per_device_train_batch_size": "Batch size",
     "max_seq_len": "Max sequence length (tokens)",
+    "num_processes": "Training processes",
+    "fsdp": "FSDP (shard the model across GPUs)",
     "targets": "ONNX targets",
     "suite": "Validation suite",
 }
@@ -125,6 +127,15 @@ class PipelineParams(BaseModel):
         description="gpu sends training to the workers of queue 'gpu' (CUDA); cpu and auto "
         "run on the default queue",
     )
+    num_processes: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="data-parallel training processes on the worker that trains (torchrun): "
+        "one per GPU with device gpu, or CPU processes. Batch size is per process: the "
+        "global batch is batch size x processes x gradient accumulation steps",
+    )
+    fsdp: bool = _training["fsdp"]
 
     # Gates
     min_improvement: float = _gates["min_improvement"]
@@ -254,6 +265,8 @@ FORM_SECTIONS: dict[str, tuple[str, ...]] = {
         "eval_steps",
         "early_stopping_patience",
         "device",
+        "num_processes",
+        "fsdp",
     ),
     "Gates": (
         "min_improvement",

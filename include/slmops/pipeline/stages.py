@@ -84,12 +84,21 @@ def validate(settings: dict, *, log: Log = no_log) -> dict:
     }
 
 
-def finetune(settings: dict, *, log: Log = no_log) -> dict:
-    """Train (plan["finetune"]); a finished run with the same settings is reused."""
+def finetune(settings: dict, *, log: Log = no_log, timeout: float | None = None) -> dict:
+    """Train (plan["finetune"]); a finished run with the same settings is reused. A run
+    with num_processes > 1 is a torchrun group, stopped after ``timeout`` seconds."""
     from slmops.training.config import FinetuneConfig
     from slmops.training.run import run
 
-    return run(_checked(FinetuneConfig.model_validate, settings, "finetune"), log=log).summary()
+    config = _checked(FinetuneConfig.model_validate, settings, "finetune")
+    return run(config, log=log, timeout=timeout).summary()
+
+
+def stop_training() -> None:
+    """Stop the training process groups this process started (a killed task)."""
+    from slmops.training.group import stop_all
+
+    stop_all()
 
 
 def evaluate(settings: dict, *, log: Log = no_log) -> dict:

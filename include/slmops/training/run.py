@@ -4,6 +4,10 @@ Settings, model, data and tokenization are checked first; then, holding the trai
 (see ``slmops.training.folder``), the model is trained with transformers' Trainer + peft,
 resuming from the folder's last checkpoint if it has one, and ``adapter/``, ``merged/``
 and ``training_metrics.json`` are written, in that order.
+
+With ``num_processes`` > 1 the training itself runs in a torchrun group (see
+``slmops.training.group``): this process checks, locks and picks the checkpoint, each
+group process runs ``train_in_group``, and rank 0 writes the outputs.
 """
 
 from __future__ import annotations
@@ -67,6 +71,8 @@ def run(
             return _complete_finished(checked, log)
         resume_from = last_checkpoint(config.folder.checkpoints)
         if config.num_processes > 1 and not (resume_from and finished_training(resume_from)):
+            if resume_from:
+                log(f"every process resumes from {resume_from.name}")
             launch(config, resume_from=resume_from, log=log, timeout=timeout)
             return replace(finished_result(config), reused=False)
         return _train(checked, log, callbacks, started, resume_from)
