@@ -33,6 +33,7 @@ GRACE_SECONDS = 10.0  # between SIGTERM and SIGKILL when a group is stopped
 _TAIL_LINES = 30
 
 _running: set[subprocess.Popen] = set()
+_stopped: set[int] = set()  # pids stopped by stop_all
 _running_lock = threading.Lock()
 
 
@@ -92,12 +93,18 @@ def launch(
     try:
         with _group(command, group_environment(config)) as process:
             tail, timed_out = _follow(process, log, timeout)
+            killed = process.pid in _stopped
         if timed_out:
             raise TrainingGroupFailed(
                 f"training did not finish within {timeout:.0f} s; the group was stopped and a "
                 "rerun resumes from its last checkpoint"
             )
-        if process.returncode:
+        if killed:
+            raise TrainingGroupFailed(
+                "the training processes were stopped (the task was killed); a rerun resumes "
+                "from the last checkpoint"
+            )
+        if process.returncode or not folder.metrics.is_file():
             raise _failure(folder.group_error, process.returncode, tail)
     finally:
         folder.group_settings.unlink(missing_ok=True)
@@ -142,9 +149,11 @@ def group_environment(config: FinetuneConfig) -> dict[str, str]:
 
 
 def stop_all() -> None:
-    """Stop every group this process started (an Airflow task's ``on_kill``)."""
+    """Stop every group this process started (an Airflow task's ``on_kill``); their
+    ``launch`` calls then raise ``TrainingGroupFailed``."""
     with _running_lock:
         running = list(_running)
+        _stopped.update(process.pid for process in running)
     for process in running:
         _stop(process)
 
@@ -170,6 +179,7 @@ def _group(command: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen
         _stop(process)
         with _running_lock:
             _running.discard(process)
+            _stopped.discard(process.pid)
 
 
 def _follow(process: subprocess.Popen, log: Log, timeout: float | None):
@@ -231,9 +241,10 @@ def _failure(error_file: Path, returncode: int, tail: list[str]) -> Exception:
         except TypeError:  # a type built from other arguments than a message
             return errors.TrainingError(refused["message"])
     shown = "\n".join(tail[-12:])
+    what = f"failed (torchrun exit {returncode})" if returncode else "wrote no metrics"
     return TrainingGroupFailed(
-        f"the training processes failed (torchrun exit {returncode}); a rerun resumes from "
-        f"the last checkpoint. Last lines:\n{shown}"
+        f"the training processes {what}; a rerun resumes from the last checkpoint. "
+        f"Last lines:\n{shown}"
     )
 
 
