@@ -139,7 +139,8 @@ def group_environment(config: FinetuneConfig) -> dict[str, str]:
     share the CPU cores without oversubscribing them, and talk over the loopback."""
     env = dict(os.environ)
     env["SLMOPS_TRAINING_GROUP"] = "1"
-    paths = [entry for entry in sys.path if entry and Path(entry).is_dir()]
+    package_root = str(Path(__file__).resolve().parents[2])  # the folder holding slmops/
+    paths = [package_root, *(entry for entry in sys.path if entry and Path(entry).is_dir())]
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     env.setdefault("OMP_NUM_THREADS", str(max(1, (cores or 1) // config.num_processes)))
@@ -206,27 +207,29 @@ def _follow(process: subprocess.Popen, log: Log, timeout: float | None):
 
 def _stop(process: subprocess.Popen) -> None:
     """SIGTERM torchrun and its training processes (each in a session of its own), then
-    SIGKILL whatever is left after the grace period."""
+    SIGKILL whatever is left after the grace period. torchrun is reaped through Popen
+    (so its exit status stays known), the processes it started through psutil."""
     import psutil
 
     try:
-        members = [psutil.Process(process.pid)]
-        members += members[0].children(recursive=True)
+        descendants = psutil.Process(process.pid).children(recursive=True)
     except psutil.NoSuchProcess:
-        members = []
-    alive = [member for member in members if member.is_running()]
-    if not alive and process.poll() is not None:
-        return
-    for member in alive:
+        descendants = []
+    if process.poll() is None:
+        process.terminate()
+    for member in descendants:
         with contextlib.suppress(psutil.NoSuchProcess):
-            member.send_signal(signal.SIGTERM)
-    _, alive = psutil.wait_procs(alive, timeout=GRACE_SECONDS)
+            member.terminate()
+    try:
+        process.wait(timeout=GRACE_SECONDS)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    _, alive = psutil.wait_procs(descendants, timeout=GRACE_SECONDS)
     for member in alive:
         with contextlib.suppress(psutil.NoSuchProcess):
             member.kill()
     psutil.wait_procs(alive, timeout=GRACE_SECONDS)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=GRACE_SECONDS)
 
 
 def _failure(error_file: Path, returncode: int, tail: list[str]) -> Exception:

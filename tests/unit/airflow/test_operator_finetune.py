@@ -46,3 +46,15 @@ def test_an_out_of_range_setting_fails_clearly(context, form):
     settings = {**plan_for(context, form)["finetune"], "max_steps": 0}
     with pytest.raises(AirflowFailException, match="max_steps"):
         finetune(settings, context)
+
+
+def test_on_kill_stops_the_training_processes_the_task_started():
+    import sys
+
+    from slmops.training import group
+
+    sleeper = [sys.executable, "-c", "print('ready', flush=True); import time; time.sleep(600)"]
+    with group._group(sleeper, env=None) as process:
+        assert process.stdout.readline().strip() == "ready"
+        FineTuneOperator(task_id="finetune", config={}).on_kill()
+        assert process.poll() is not None  # stopped by on_kill, before the context ends

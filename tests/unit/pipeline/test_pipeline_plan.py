@@ -329,3 +329,11 @@ def test_min_primary_metric_becomes_the_primary_metric_floor(tone_run):
     config = evaluate_config({"run_path": str(tone_run), "min_primary_metric": 0.9})
     assert config.min_metric == {"accuracy": 0.9}
     assert evaluate_config({"run_path": str(tone_run)}).min_metric is None
+
+
+def test_processes_and_fsdp_reach_the_training_slice_and_are_checked_there(tmp_path, roots):
+    plan = make_plan(tmp_path, roots, num_processes=2)
+    assert plan["finetune"]["num_processes"] == 2 and plan["finetune"]["fsdp"] is False
+    assert "num_processes" in FORM_SECTIONS["Training"] and "fsdp" in FORM_SECTIONS["Training"]
+    with pytest.raises(ConfigError, match="fsdp.*num_processes 2 or more"):
+        make_plan(tmp_path, roots, fsdp=True)
