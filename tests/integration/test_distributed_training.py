@@ -67,6 +67,20 @@ def test_two_processes_learn_what_one_process_with_their_global_batch_learns(pai
         assert two.adapter_path is None and (two.merged_path / "model.safetensors").is_file()
 
 
+def test_early_stopping_and_the_best_checkpoint_agree_across_processes(pair):
+    # A threshold no evaluation can beat: both stop after the second evaluation (patience
+    # 1), decided on the eval loss gathered from every process, and restore the same best.
+    one_config, two_config = pair(
+        eval_steps=2, early_stopping_patience=1, early_stopping_threshold=10.0
+    )
+    one, two = run(one_config), run(two_config)
+    for result in (one, two):
+        assert result.metrics["global_step"] == 4 and result.metrics["stopped_early"]
+    assert two.metrics["best_checkpoint"] == one.metrics["best_checkpoint"]
+    assert two.metrics["best_eval_loss"] == pytest.approx(one.metrics["best_eval_loss"], rel=SAME)
+    assert losses(two) == pytest.approx(losses(one), rel=SAME)
+
+
 def test_the_adapter_and_merged_model_of_two_processes_evaluate_as_usual(pair, tmp_path):
     one_config, two_config = pair(method="lora")
     one, two = run(one_config), run(two_config)
