@@ -7,6 +7,7 @@ differ from the 7th significant digit on (the gradients are summed in another or
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -142,6 +143,22 @@ def test_a_rank_killed_after_a_checkpoint_fails_retryably_and_a_rerun_resumes(
     steps = [entry["step"] for entry in result.metrics["train_loss_history"]]
     assert steps == list(range(1, 61))  # the history from before the kill is kept
     no_processes_left(marker)
+
+
+def test_a_group_cut_short_after_its_last_checkpoint_is_completed_without_training(
+    finetune_config,
+):
+    config = finetune_config(num_processes=2)
+    first = run(config)
+    # As if the group died after the final checkpoint, before the outputs were written.
+    for leftover in (config.folder.metrics, config.folder.adapter, config.folder.merged):
+        leftover.unlink() if leftover.is_file() else shutil.rmtree(leftover)
+    logged: list[str] = []
+    again = run(config, log=logged.append)
+    assert not any(line.startswith("launching") for line in logged)  # done in this process
+    assert any("restoring the best checkpoint" in line for line in logged)
+    assert again.metrics["train_loss_history"] == first.metrics["train_loss_history"]
+    assert again.adapter_path.is_dir() and again.merged_path.is_dir()
 
 
 NAN_HOOK = """

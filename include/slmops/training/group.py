@@ -58,11 +58,6 @@ def check_group(config: FinetuneConfig, placement: Placement) -> None:
             )
 
 
-def in_group() -> bool:
-    """True inside a training process started by ``launch``."""
-    return "SLMOPS_TRAINING_GROUP" in os.environ
-
-
 def launch(
     config: FinetuneConfig,
     *,
@@ -138,7 +133,6 @@ def group_environment(config: FinetuneConfig) -> dict[str, str]:
     """The launcher's environment, plus what the processes need to import the same code,
     share the CPU cores without oversubscribing them, and talk over the loopback."""
     env = dict(os.environ)
-    env["SLMOPS_TRAINING_GROUP"] = "1"
     package_root = str(Path(__file__).resolve().parents[2])  # the folder holding slmops/
     paths = [package_root, *(entry for entry in sys.path if entry and Path(entry).is_dir())]
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))

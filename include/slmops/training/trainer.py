@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import math
+import os
 from collections.abc import Callable
 
 from slmops.data.batching import IGNORE_INDEX, TOKEN_COUNT, PackedCollator, PaddingCollator
@@ -172,8 +173,10 @@ def make_trainer(
 
 
 def _group_arguments(config: FinetuneConfig, placement: Placement) -> dict:
-    """TrainingArguments of a multi-process run (torchrun sets the ranks and world size)."""
-    if config.num_processes == 1:
+    """TrainingArguments of a process in a torchrun group (torchrun sets LOCAL_RANK, the
+    ranks and the world size). The launcher itself trains nothing in a group: it only
+    completes a run whose last checkpoint is final, with plain arguments."""
+    if config.num_processes == 1 or "LOCAL_RANK" not in os.environ:
         return {}
     arguments: dict = {"ddp_backend": "nccl" if placement.on_gpu else "gloo"}
     if config.fsdp:

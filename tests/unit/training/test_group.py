@@ -60,7 +60,11 @@ def test_callbacks_need_one_process(tmp_path):
         run(config(tmp_path, num_processes=2), callbacks=[object()])
 
 
-def test_trainer_arguments_of_a_group(tmp_path):
+def test_trainer_arguments_of_a_group(tmp_path, monkeypatch):
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    # The launcher completing a finished run is not in a group.
+    assert _group_arguments(config(tmp_path, num_processes=2), CPU) == {}
+    monkeypatch.setenv("LOCAL_RANK", "0")
     assert _group_arguments(config(tmp_path), CPU) == {}
     assert _group_arguments(config(tmp_path, num_processes=2), CPU) == {"ddp_backend": "gloo"}
     sharded = _group_arguments(config(tmp_path, num_processes=8, fsdp=True), GPU)
@@ -87,7 +91,6 @@ def test_the_environment_shares_the_cores_and_the_code(tmp_path, monkeypatch):
     env = group.group_environment(config(tmp_path, num_processes=4))
     assert env["OMP_NUM_THREADS"] == "2"  # 8 cores / 4 processes
     assert env["GLOO_SOCKET_IFNAME"] == "lo"
-    assert env["SLMOPS_TRAINING_GROUP"] == "1"
     import slmops
 
     package_root = str(__import__("pathlib").Path(slmops.__file__).parents[1])
