@@ -52,6 +52,8 @@ def test_two_processes_learn_what_one_process_with_their_global_batch_learns(pai
     two = run(two_config, log=logged.append)
 
     assert losses(two) == pytest.approx(losses(one), rel=SAME)
+    # The same schedule: one optimizer step per global batch of 8.
+    assert losses(two, value="learning_rate") == losses(one, value="learning_rate")
     assert losses(two, "eval_loss_history", "eval_loss") == pytest.approx(
         losses(one, "eval_loss_history", "eval_loss"), rel=SAME
     )
