@@ -150,8 +150,9 @@ def test_a_rank_killed_after_a_checkpoint_fails_retryably_and_a_rerun_resumes(
 def test_a_group_cut_short_after_its_last_checkpoint_is_completed_without_training(
     finetune_config,
 ):
-    config = finetune_config(num_processes=2)
+    config = finetune_config(num_processes=2, report_to="tensorboard")
     first = run(config)
+    assert len(list(config.folder.tensorboard.glob("events.out.tfevents.*"))) == 1  # rank 0's
     # As if the group died after the final checkpoint, before the outputs were written.
     for leftover in (config.folder.metrics, config.folder.adapter, config.folder.merged):
         leftover.unlink() if leftover.is_file() else shutil.rmtree(leftover)

@@ -163,7 +163,8 @@ def make_trainer(
         trainer.add_callback(
             EarlyStoppingCallback(config.early_stopping_patience, config.early_stopping_threshold)
         )
-    if config.report_to == "tensorboard":
+    # A writer opens its event file at once: in a group, rank 0's is the only one.
+    if config.report_to == "tensorboard" and trainer.is_world_process_zero():
         from torch.utils.tensorboard import SummaryWriter
         from transformers.integrations import TensorBoardCallback
 
