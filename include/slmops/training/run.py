@@ -13,7 +13,6 @@ group process runs ``train_in_group``, and rank 0 writes the outputs.
 from __future__ import annotations
 
 import gc
-import resource
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -47,6 +46,7 @@ from slmops.training.folder import (
     last_checkpoint,
 )
 from slmops.training.group import check_group, global_batch_size, launch
+from slmops.training.measures import loss_history, parameter_counts, peak_memory_mb
 from slmops.training.trainer import full_state_dict, group_total, load_loss_hook, make_trainer
 
 
@@ -154,7 +154,7 @@ def _train(
     if config.method in ADAPTER_METHODS:
         model, targets = attach_adapter(model, config)
         log(f"adapter on {', '.join(targets)}")
-    trainable, total = _parameter_counts(model)
+    trainable, total = parameter_counts(model)
     log(f"trainable parameters: {trainable:,} of {total:,} ({100 * trainable / total:.2f}%)")
 
     trainer = make_trainer(
@@ -198,7 +198,7 @@ def _train(
         "task_name": config.task_name,
         "target_modules": targets,
         "placement": placement.__dict__,
-        **_loss_history(state.log_history),
+        **loss_history(state.log_history),
         "global_step": state.global_step,
         "max_steps": state.max_steps,
         "epochs": state.epoch,
@@ -214,7 +214,7 @@ def _train(
         "num_processes": config.num_processes,
         "global_batch_size": global_batch_size(config),
         "model_memory_mb": round(base_memory / 2**20, 2),
-        "peak_memory_mb": _peak_memory_mb(placement),
+        "peak_memory_mb": peak_memory_mb(placement),
         "trainable_parameters": trainable,
         "total_parameters": total,
         "dataset": {
@@ -330,38 +330,3 @@ def _non_finite(exc: NonFiniteLossError, config: FinetuneConfig) -> TrainingErro
         f"(--learning_rate {config.learning_rate}), float16 overflow (use --mixed_precision "
         "bf16 or no), or a broken custom --loss"
     )
-
-
-def _loss_history(log_history: list[dict]) -> dict:
-    train = [
-        {"step": entry["step"], "loss": entry["loss"], "learning_rate": entry.get("learning_rate")}
-        for entry in log_history
-        if "loss" in entry
-    ]
-    evaluation = [
-        {"step": entry["step"], "eval_loss": entry["eval_loss"]}
-        for entry in log_history
-        if "eval_loss" in entry
-    ]
-    return {
-        "train_loss_history": train,
-        "eval_loss_history": evaluation,
-        "final_train_loss": train[-1]["loss"] if train else None,
-        "final_eval_loss": evaluation[-1]["eval_loss"] if evaluation else None,
-    }
-
-
-def _parameter_counts(model) -> tuple[int, int]:
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
-    return trainable, total
-
-
-def _peak_memory_mb(placement: Placement) -> dict:
-    """Peak resident memory of this process (and peak CUDA allocation on a GPU)."""
-    peak = {"rss": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
-    if placement.on_gpu:
-        import torch
-
-        peak["cuda"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
-    return peak
