@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from slmops.errors import ConfigError
@@ -17,6 +18,13 @@ class Placement:
     @property
     def on_gpu(self) -> bool:
         return self.device == "cuda"
+
+
+def local_rank() -> int | None:
+    """This process's index on its host in a torchrun group (its GPU, one per process);
+    None outside a group. torchrun sets LOCAL_RANK."""
+    value = os.environ.get("LOCAL_RANK")
+    return int(value) if value is not None else None
 
 
 def cuda_available() -> bool:

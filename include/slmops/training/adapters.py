@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 from pathlib import Path
 
 from slmops.artifacts import atomic_directory
-from slmops.devices import Placement
+from slmops.devices import Placement, local_rank
 from slmops.errors import AdapterMismatch, ConfigError, ModelError
 from slmops.models import ResolvedModel, load_causal_lm
 from slmops.training.config import FinetuneConfig
@@ -89,9 +88,7 @@ def load_base(resolved: ResolvedModel, config: FinetuneConfig, placement: Placem
             bnb_4bit_compute_dtype=getattr(torch, placement.compute_dtype),
         )
         # Each process of a group loads its own 4-bit base on its own GPU.
-        kwargs["device_map"] = {
-            "": int(os.environ.get("LOCAL_RANK", 0)) if placement.on_gpu else "cpu"
-        }
+        kwargs["device_map"] = {"": (local_rank() or 0) if placement.on_gpu else "cpu"}
         kwargs["dtype"] = getattr(torch, placement.compute_dtype)
     model = load_causal_lm(resolved, trust_remote_code=config.trust_remote_code, **kwargs)
     model.config.use_cache = False  # a KV cache is useless in training and breaks packing

@@ -7,11 +7,10 @@ from __future__ import annotations
 import importlib
 import inspect
 import math
-import os
 from collections.abc import Callable
 
 from slmops.data.batching import IGNORE_INDEX, TOKEN_COUNT, PackedCollator, PaddingCollator
-from slmops.devices import Placement
+from slmops.devices import Placement, local_rank
 from slmops.errors import ConfigError, NonFiniteLossError
 from slmops.progress import Log
 from slmops.training.config import FinetuneConfig
@@ -177,7 +176,7 @@ def _group_arguments(config: FinetuneConfig, placement: Placement) -> dict:
     """TrainingArguments of a process in a torchrun group (torchrun sets LOCAL_RANK, the
     ranks and the world size). The launcher itself trains nothing in a group: it only
     completes a run whose last checkpoint is final, with plain arguments."""
-    if config.num_processes == 1 or "LOCAL_RANK" not in os.environ:
+    if config.num_processes == 1 or local_rank() is None:
         return {}
     arguments: dict = {"ddp_backend": "nccl" if placement.on_gpu else "gloo"}
     if config.fsdp:
