@@ -24,6 +24,11 @@ atexit.register(shutil.rmtree, os.environ["AIRFLOW_HOME"], True)
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO_ROOT / "dags")
 os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(REPO_ROOT / "plugins")  # as make and compose
+# MLflow tracking is on by default; each store costs seconds to create, so tests that are
+# not about tracking run without it (tests/*/test_tracking* and the tracked DAG runs
+# turn it on for themselves), and no test ever reads a developer's $MLFLOW_TRACKING_URI.
+os.environ["SLMOPS_TRACKING"] = "off"
+os.environ.pop("MLFLOW_TRACKING_URI", None)
 
 
 @pytest.fixture(scope="session")

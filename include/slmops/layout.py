@@ -15,6 +15,7 @@ A pipeline run (``RunLayout``, ARTIFACTS/runs/DAG_ID/RUN_ID)::
     adapters/NAME/                 one pipeline per adapter (slm_multi_adapter)
     multi_adapter/                 its plan, shared ONNX base and scores
     report/                        report.md, report.html, summary.json
+    tracking.json                  the run's MLflow run ids, or why it is not tracked
 
 A training folder (``TrainingLayout``, also what ``slmops finetune -o`` writes)::
 
@@ -56,6 +57,7 @@ SUMMARY_NAME = "summary.json"
 REPORT_HTML = "report.html"
 REPORT_MD = "report.md"
 REPORT_FILES = (REPORT_MD, REPORT_HTML, SUMMARY_NAME)
+TRACKING_NAME = "tracking.json"  # where the run is tracked (MLflow run ids), or why not
 
 # -- a training folder
 RUN_RECORD = "run.json"
@@ -217,6 +219,10 @@ class RunLayout:
     @property
     def report(self) -> Path:
         return self.root / REPORT_DIR
+
+    @property
+    def tracking(self) -> Path:
+        return self.root / TRACKING_NAME
 
     @property
     def summary(self) -> Path:

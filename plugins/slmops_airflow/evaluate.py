@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from slmops_airflow._stage import StageOperator, failing_clearly
+from slmops_airflow.lineage import LineageReporting
 
 
-class EvaluateModelOperator(StageOperator):
+class EvaluateModelOperator(LineageReporting, StageOperator):
     """Score a finished fine-tuning run and judge its gates.
 
     ``config``: ``run_path`` (the fine-tuning run) plus any ``EvaluateConfig`` fields
@@ -20,4 +21,6 @@ class EvaluateModelOperator(StageOperator):
         from slmops.pipeline import stages
 
         with failing_clearly():
-            return stages.evaluate(dict(self.config), log=self.log.info)
+            result = stages.evaluate(dict(self.config), log=self.log.info)
+        self.describe_lineage("evaluation", dict(self.config), result)
+        return result

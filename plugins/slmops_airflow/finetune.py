@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from slmops_airflow._stage import StageOperator, failing_clearly
+from slmops_airflow.lineage import LineageReporting
 
 
-class FineTuneOperator(StageOperator):
+class FineTuneOperator(LineageReporting, StageOperator):
     """Train with ``config`` (``slmops.training.config.FinetuneConfig`` fields; its
     ``output_path`` is the run folder). A retry resumes from the last checkpoint, and a
     finished run with the same settings is reused rather than trained again. Route it to
@@ -20,7 +21,9 @@ class FineTuneOperator(StageOperator):
 
         timeout = self.execution_timeout.total_seconds() if self.execution_timeout else None
         with failing_clearly():
-            return stages.finetune(dict(self.config), log=self.log.info, timeout=timeout)
+            result = stages.finetune(dict(self.config), log=self.log.info, timeout=timeout)
+        self.describe_lineage("finetune", dict(self.config), result)
+        return result
 
     def on_kill(self) -> None:
         """A killed task takes its training processes (a torchrun group) with it."""

@@ -6,9 +6,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from slmops_airflow._stage import StageOperator, failing_clearly
+from slmops_airflow.lineage import LineageReporting
 
 
-class OnnxOptimizeOperator(StageOperator):
+class OnnxOptimizeOperator(LineageReporting, StageOperator):
     """Optimize a run for ``target`` (``slmops targets`` lists them); map it over a list
     of targets with ``.partial(config=...).expand(target=[...])``.
 
@@ -28,4 +29,6 @@ class OnnxOptimizeOperator(StageOperator):
         from slmops.pipeline import stages
 
         with failing_clearly():
-            return stages.optimize(dict(self.config), self.target, log=self.log.info)
+            result = stages.optimize(dict(self.config), self.target, log=self.log.info)
+        self.describe_lineage("optimize", dict(self.config), result)
+        return result

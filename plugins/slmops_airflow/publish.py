@@ -9,11 +9,12 @@ from airflow.sdk import Asset, AssetAlias, BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from slmops_airflow._stage import failing_clearly
+from slmops_airflow.lineage import LineageReporting
 
 MODELS_ALIAS = "slmops-models"
 
 
-class PublishModelOperator(BaseOperator):
+class PublishModelOperator(LineageReporting, BaseOperator):
     """Publish the run folder ``run_dir`` under ``models_root`` (see
     ``slmops.pipeline.publish``) and emit an event for the Asset
     ``slmops://models/NAME`` through the alias ``slmops-models``, with the manifest's
@@ -40,10 +41,17 @@ class PublishModelOperator(BaseOperator):
 
         from slmops.errors import NotPromoted
         from slmops.pipeline import stages
+        from slmops.pipeline.plan import read_plan
+        from slmops_airflow.tracking import tracking_uri
 
         try:
             with failing_clearly():
-                manifest = stages.publish(Path(self.run_dir), Path(self.models_root))
+                manifest = stages.publish(
+                    Path(self.run_dir),
+                    Path(self.models_root),
+                    tracking_uri=tracking_uri(),
+                    log=self.log.info,
+                )
         except AirflowFailException as exc:
             if isinstance(exc.__cause__, NotPromoted):  # the champion stays; not a failure
                 raise AirflowSkipException(str(exc)) from None
@@ -61,4 +69,5 @@ class PublishModelOperator(BaseOperator):
         self.log.info(
             "published %s version %s at %s", manifest["uri"], facts["version"], facts["path"]
         )
+        self.describe_lineage("publish", read_plan(Path(self.run_dir)), manifest)
         return facts

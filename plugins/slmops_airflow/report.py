@@ -30,15 +30,21 @@ class ReportOperator(BaseOperator):
 
         from slmops.layout import RunLayout
         from slmops.pipeline import stages
+        from slmops_airflow.tracking import tracking_uri
 
         if not self.run_dir:  # the run was refused before it had a folder
             raise AirflowSkipException("no run folder: the run stopped before prepare wrote one")
 
         output_dir = Path(self.output_dir or RunLayout(self.run_dir).report)
         with failing_clearly():
-            summary = stages.report(Path(self.run_dir), output_dir)
+            summary = stages.report(
+                Path(self.run_dir), output_dir, tracking_uri=tracking_uri(), log=self.log.info
+            )
         report = RunLayout.report_html_in(output_dir)
         self.log.info("report: %s", report)
         for stage, state in summary["stages"].items():
             self.log.info("%-22s %s", stage, state)
+        tracking = summary.get("tracking") or {}
+        if tracking.get("enabled"):
+            self.log.info("tracked: MLflow run %s at %s", tracking["run_id"], tracking["uri"])
         return {"report": str(report), "passed": summary["passed"]}

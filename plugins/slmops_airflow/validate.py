@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from slmops_airflow._stage import StageOperator, failing_clearly
+from slmops_airflow.lineage import LineageReporting
 
 
-class ValidateDatasetOperator(StageOperator):
+class ValidateDatasetOperator(LineageReporting, StageOperator):
     """Run a validation suite over the data exactly as training will format it.
 
     ``config``: ``data`` (``slmops.config.DataConfig`` fields), ``suite`` (a shipped
@@ -20,4 +21,6 @@ class ValidateDatasetOperator(StageOperator):
         from slmops.pipeline import stages
 
         with failing_clearly():
-            return stages.validate(dict(self.config), log=self.log.info)
+            result = stages.validate(dict(self.config), log=self.log.info)
+        self.describe_lineage("validation", dict(self.config), result)
+        return result

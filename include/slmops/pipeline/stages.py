@@ -147,19 +147,74 @@ def summarize(run_dir: Path) -> dict:
     return _kind(run_dir).collect(Path(run_dir))
 
 
-def report(run_dir: Path, output_dir: Path | None = None) -> dict:
+def report(
+    run_dir: Path,
+    output_dir: Path | None = None,
+    *,
+    tracking_uri: str | None = None,
+    log: Log = no_log,
+) -> dict:
     """report.md, report.html and summary.json in ``output_dir`` (default RUN_DIR/report);
-    returns the summary."""
+    returns the summary. The run and its stages go to the tracker first (MLflow at
+    ``tracking_uri``, else as ``slmops.tracking.settings`` resolves it), so the report
+    says where it is tracked, or why not; a tracker problem never fails the report."""
+    from slmops.tracking import runs
+
     run_dir = Path(run_dir)
     output_dir = Path(output_dir) if output_dir else RunLayout(run_dir).report
-    return _kind(run_dir).write(run_dir, output_dir)
+    kind = _kind(run_dir)
+    tracked = not RunLayout(run_dir).is_multi_adapter  # multi-adapter runs: not yet
+    if tracked:
+        settings = _tracking(run_dir, tracking_uri)
+        runs.record_run(run_dir, kind.collect(run_dir), settings, log=log)
+    summary = kind.write(run_dir, output_dir)
+    if tracked:
+        runs.record_report(run_dir, output_dir, settings, summary["passed"], log=log)
+    return summary
 
 
-def publish(run_dir: Path, models_root: Path) -> dict:
+def publish(
+    run_dir: Path, models_root: Path, *, tracking_uri: str | None = None, log: Log = no_log
+) -> dict:
     """Ship a passed run as a new version in the model store (``slmops.layout.ModelStore``)
-    and make it the latest; returns the version's manifest. Raises PublishError for a run
-    that did not pass and NotPromoted when the champion stays."""
-    return _kind(run_dir).publish(Path(run_dir), Path(models_root))
+    and make it the latest; returns the version's manifest (with "registry": the MLflow
+    registry's aliases after it). Raises PublishError for a run that did not pass and
+    NotPromoted when the champion stays. Whatever the outcome, the registry is then
+    brought in line with the store (``slmops.tracking.registry``)."""
+    from slmops.errors import NotPromoted, PublishError
+    from slmops.tracking.registry import KEPT_OUT, PUBLISHED, REFUSED
+
+    run_dir = Path(run_dir)
+    try:
+        manifest = _kind(run_dir).publish(run_dir, Path(models_root))
+    except NotPromoted:
+        _register(run_dir, KEPT_OUT, tracking_uri, log)
+        raise
+    except PublishError:
+        _register(run_dir, REFUSED, tracking_uri, log)
+        raise
+    return {**manifest, "registry": _register(run_dir, PUBLISHED, tracking_uri, log)}
+
+
+def _tracking(run_dir: Path, uri: str | None):
+    from slmops.pipeline.plan import read_plan
+    from slmops.tracking.settings import artifacts_root_of, settings_for
+
+    return settings_for(artifacts_root_of(read_plan(run_dir)["models_root"]), uri)
+
+
+def _register(run_dir: Path, outcome: str, uri: str | None, log: Log) -> dict | None:
+    """The registry after the publish decision (single pipelines; a multi-adapter run's
+    versions are not registered yet)."""
+    from slmops.pipeline.locations import safe_name
+    from slmops.pipeline.plan import read_plan
+    from slmops.tracking.registry import register
+
+    if RunLayout(run_dir).is_multi_adapter:
+        return None
+    version = safe_name(read_plan(run_dir)["run_id"])
+    settings = _tracking(run_dir, uri)
+    return register(run_dir, settings, version=version, outcome=outcome, log=log)
 
 
 def watch_data(

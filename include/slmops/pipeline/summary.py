@@ -26,6 +26,7 @@ from slmops.pipeline.hpo import read_trials
 from slmops.pipeline.locations import safe_name
 from slmops.pipeline.plan import read_plan
 from slmops.report import Document, cell, verdict
+from slmops.tracking.runs import read_status as tracking_status
 
 NO_RESULT = "no result"  # the stage did not run, or failed before writing one
 
@@ -67,6 +68,7 @@ def collect(run_dir: Path) -> dict:
         "champion": read_decision(run_dir),
         "search": read_trials(run_dir),
         "published": str(published) if published.is_dir() else None,  # written whole or not
+        "tracking": tracking_status(run_dir),
     }
 
 
@@ -235,7 +237,20 @@ def _document(summary: dict) -> Document:
         _champion(doc, summary["champion"])
     if summary.get("search"):
         _search(doc, summary["search"])
+    if summary.get("tracking"):
+        _tracking(doc, summary["tracking"])
     return doc
+
+
+def _tracking(doc: Document, status: dict) -> None:
+    doc.heading("Tracking")
+    if status["enabled"]:
+        doc.paragraph(
+            f"Tracked in MLflow at {status['uri']}: experiment {status['experiment_id']}, "
+            f"run {status['run_id']} with a nested run per stage."
+        )
+    else:
+        doc.paragraph(f"Tracking was off for this run: {status['reason']}.")
 
 
 def _search(doc: Document, record: dict) -> None:
