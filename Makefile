@@ -12,12 +12,13 @@ BASE_MODEL := smollm2-135m-instruct
 PIP_QUIET := sed -e '/is ignored: it is neither a file nor a directory/d' \
 	-e '/editable_wheel.py/,/WheelFile(wheel_path/d'
 
-.PHONY: help setup demo airflow airflow-db test test-unit test-integration lint format bench clean
+.PHONY: help setup demo airflow airflow-db mlflow test test-unit test-integration lint format bench clean
 
 help:
 	@echo "make setup   venv + pinned requirements + package (editable) + bundled base model"
 	@echo "make demo    the slm_finetune DAG end to end on the bundled model (airflow dags test)"
 	@echo "make airflow the Airflow UI on localhost:8080 (admin / admin) with the project's DAGs"
+	@echo "make mlflow  the MLflow UI on 127.0.0.1:5000 over the tracked runs in artifacts/mlflow"
 	@echo "make test    every test tier (installs what it needs first)"
 	@echo "make lint    ruff check + ruff format --check + import contracts (lint-imports)"
 	@echo "make format  ruff format + ruff check --fix"
@@ -71,6 +72,24 @@ demo: airflow-db
 # process; Ctrl-C stops it.
 airflow: airflow-db
 	@$(AIRFLOW) standalone
+
+# The MLflow UI over the embedded store that runs are tracked in (artifacts/mlflow). The UI
+# needs the full mlflow package, which pins pyarrow < 26 (datasets 5 needs 26), so it lives
+# in a venv of its own; the pipeline itself uses mlflow-skinny, the same version.
+MLFLOW_VENV := .venv-mlflow
+MLFLOW_VERSION := $(shell sed -n 's/^mlflow-skinny==//p' requirements.txt)
+MLFLOW_PORT ?= 5000
+MLFLOW_STORE := $(CURDIR)/artifacts/mlflow
+mlflow:
+	@test -x $(MLFLOW_VENV)/bin/mlflow || { \
+		echo "installing the MLflow UI (mlflow==$(MLFLOW_VERSION)) into $(MLFLOW_VENV) (first run only)"; \
+		$(PYTHON) -m venv $(MLFLOW_VENV) && $(MLFLOW_VENV)/bin/pip install --quiet \
+			--disable-pip-version-check mlflow==$(MLFLOW_VERSION) 2>&1 | $(PIP_QUIET); }
+	@mkdir -p $(MLFLOW_STORE)
+	@echo "MLflow UI on http://127.0.0.1:$(MLFLOW_PORT) over $(MLFLOW_STORE); Ctrl-C stops it"
+	@exec $(MLFLOW_VENV)/bin/mlflow ui --host 127.0.0.1 --port $(MLFLOW_PORT) \
+		--backend-store-uri sqlite:///$(MLFLOW_STORE)/mlflow.db \
+		--default-artifact-root $(MLFLOW_STORE)/artifacts
 
 test: setup
 	@$(PY) -m pytest tests

@@ -21,6 +21,7 @@ from slmops.commands import (
     models,
     report,
     run,
+    runs,
     targets,
     validate,
 )
@@ -36,6 +37,7 @@ COMMANDS = (
     auto_opt,
     generate_adapter,
     report,
+    runs,
     run,
 )
 

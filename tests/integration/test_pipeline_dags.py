@@ -21,13 +21,26 @@ def _decision(artifacts, result) -> dict:
     return read_json(run / "champion" / "decision.json")
 
 
+def _registry(artifacts) -> dict[str, tuple[str, str]]:
+    """The embedded MLflow registry's aliases of "tones": alias -> (store version, published)."""
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{artifacts / 'mlflow' / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    aliases = client.get_registered_model("tones").aliases
+    versions = {alias: client.get_model_version("tones", v) for alias, v in aliases.items()}
+    return {a: (v.tags["slmops.version"], v.tags["slmops.published"]) for a, v in versions.items()}
+
+
 def test_data_change_promotes_a_better_model_and_keeps_the_champion_otherwise(
     dag_env, conf, tmp_path
 ):
     """Three retrainings on one models root: the first has no champion to beat, the
     second (45 steps, accuracy about 0.96) beats it, the third (35 steps, about 0.67)
-    does not, so the second stays published."""
+    does not, so the second stays published. The MLflow registry's aliases follow the
+    model store's latest.json after each decision."""
     artifacts = tmp_path / "artifacts"
+    dag_env = {**dag_env, "SLMOPS_TRACKING": "on"}
     weak = {**conf, "model_name": "tones", "max_steps": 35, "eval_steps": 5}
     strong = {**weak, "max_steps": 45}
 
@@ -37,6 +50,7 @@ def test_data_change_promotes_a_better_model_and_keeps_the_champion_otherwise(
     decision = _decision(artifacts, first)
     assert decision["decision"] == "promote"
     assert "no champion" in decision["reason"]
+    assert _registry(artifacts) == {"champion": (locations.safe_name(first["run_id"]), "true")}
 
     second, output = run_dag(dag_env, artifacts, strong, DATA_CHANGE, "2026-11-29T02:00:00+00:00")
     assert second["state"] == "success", output[-5000:]
@@ -48,6 +62,7 @@ def test_data_change_promotes_a_better_model_and_keeps_the_champion_otherwise(
     assert decision["champion"]["version"] == locations.safe_name(first["run_id"])
     latest = read_json(artifacts / "models" / "tones" / "latest.json")
     assert latest["version"] == locations.safe_name(second["run_id"])
+    assert _registry(artifacts) == {"champion": (latest["version"], "true")}
 
     third, output = run_dag(dag_env, artifacts, weak, DATA_CHANGE, "2026-11-29T03:00:00+00:00")
     assert third["state"] == "success", output[-5000:]
@@ -60,6 +75,10 @@ def test_data_change_promotes_a_better_model_and_keeps_the_champion_otherwise(
     assert "below the promotion margin 0.01" in decision["reason"]
     assert "so the champion stays published" in output  # the publish task's log says why
     assert read_json(artifacts / "models" / "tones" / "latest.json") == latest
+    assert _registry(artifacts) == {
+        "champion": (latest["version"], "true"),
+        "challenger": (locations.safe_name(third["run_id"]), "false"),
+    }
     versions = sorted(p.name for p in (artifacts / "models" / "tones" / "versions").iterdir())
     assert versions == sorted(locations.safe_name(r["run_id"]) for r in (first, second))
 

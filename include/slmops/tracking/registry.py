@@ -62,7 +62,7 @@ def register(
             candidate = _ensure_candidate(tracker, name, run_dir, plan, version, parent)
         aliases = _sync_aliases(tracker.client, name, store, candidate, outcome == PUBLISHED)
         mine = _find(tracker.client, name, version)
-        result = {"model": name, "version": mine and mine.version, "aliases": aliases}
+        result = {"model": name, "version": mine and str(mine.version), "aliases": aliases}
         log(f"registry: {name} " + ", ".join(f"{k} = version {v}" for k, v in aliases.items()))
     return result
 
@@ -111,11 +111,14 @@ def _find(client, name: str, version: str):
 
 def _ensure_version(tracker: Tracker, name: str, version_dir: Path, parent: str | None):
     existing = _find(tracker.client, name, version_dir.name)
-    if existing is not None:
-        return existing
     manifest = read_json_if_any(ModelStore.manifest(version_dir))
-    trees = {"": version_dir}
     tags = {**_manifest_tags(manifest), PUBLISHED_TAG: "true"}
+    if existing is not None:
+        if existing.tags.get(PUBLISHED_TAG) != "true":  # a kept-out candidate, published now
+            for key, value in tags.items():
+                tracker.client.set_model_version_tag(name, existing.version, key, value)
+        return existing
+    trees = {"": version_dir}
     return _create_version(tracker, name, trees, [], tags, parent, manifest.get("run_id"))
 
 
