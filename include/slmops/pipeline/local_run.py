@@ -101,12 +101,13 @@ def run_pipeline(
             _stage("challenge", log, stages.challenge, run_dir)
     except SlmopsError as exc:
         failure = exc
-    summary = stages.report(run_dir, Path(plan["report_dir"]))
+    summary = stages.report(run_dir, Path(plan["report_dir"]), log=log)
     if failure is not None:
         raise failure
     if publish:  # after the report, which the published version carries (as in the DAG)
         try:
-            summary["published"] = stages.publish(run_dir, Path(plan["models_root"]))["path"]
+            published = stages.publish(run_dir, Path(plan["models_root"]), log=log)
+            summary["published"] = published["path"]
         except NotPromoted as exc:
             log(str(exc))
     return summary

@@ -147,3 +147,31 @@ def test_an_airflow_connection_becomes_a_tracking_uri(host, port, schema, uri):
     from slmops_airflow.tracking import connection_uri
 
     assert connection_uri(host, port, schema) == uri
+
+
+def test_a_whole_run_with_an_unreachable_tracking_server_completes_and_publishes(
+    tiny_model_dir, tracking_on, monkeypatch, tmp_path
+):
+    """`slmops run` with $MLFLOW_TRACKING_URI on a port nobody listens on: the pipeline
+    trains, reports and publishes; the report says tracking was off."""
+    from slmops.pipeline.local_run import RunConfig, run_pipeline
+    from slmops.testing import tiny_pipeline_data, tiny_pipeline_params
+
+    uri = f"http://127.0.0.1:{_closed_port()}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    data = tiny_pipeline_data(tmp_path / "data", tiny_model_dir)
+    params = tiny_pipeline_params("offline-tones")
+    lines: list[str] = []
+    summary = run_pipeline(
+        RunConfig(tmp_path, "pipeline", "slm_finetune", params),
+        artifacts_root=tmp_path / "artifacts",
+        data_roots=[data],
+        run_id="offline__1",
+        log=lines.append,
+    )
+    assert summary["published"] and summary["tracking"]["enabled"] is False
+    warnings = [line for line in lines if line.startswith("WARNING tracking")]
+    assert len(warnings) == 2, warnings  # the report, then publish: one line each
+    report = (tmp_path / "artifacts/runs/slm_finetune/offline__1/report/report.html").read_text()
+    assert f"Tracking was off for this run: {uri}/health did not answer" in report
+    assert not (tmp_path / "artifacts" / "mlflow").exists()
