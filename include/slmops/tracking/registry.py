@@ -44,17 +44,22 @@ def register(
     "refused" (it did not pass). Returns the model's aliases and this run's registered
     version, or None without a tracker."""
     run_dir = Path(run_dir)
-    plan = read_json_if_any(RunLayout(run_dir).plan) or {}
-    tracker = open_tracker(settings, log)
-    if isinstance(tracker, Unavailable) or not plan:
+    plan = read_json_if_any(RunLayout(run_dir).plan)
+    if not plan:
         return None
     name = plan["model_name"]
     store = ModelStore(plan["models_root"])
+    published = _published_versions(store, name)
+    if not published and outcome != KEPT_OUT:  # nothing to mirror: no empty model
+        return None
+    tracker = open_tracker(settings, log)
+    if isinstance(tracker, Unavailable):
+        return None
     result = None
     with tracker.safely(f"registering {name}"):
         _ensure_model(tracker.client, name)
         parent = _tracked_run(run_dir, settings)
-        for version_dir in _published_versions(store, name):
+        for version_dir in published:
             own = version_dir.name == version
             _ensure_version(tracker, name, version_dir, parent if own else None)
         candidate = None
