@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from slmops.errors import ConfigError
 from slmops.tracking.client import Tracker, Unavailable, open_tracker
-from slmops.tracking.runs import TAG_PREFIX
+from slmops.tracking.records import TAG_PREFIX
 from slmops.tracking.settings import TrackingSettings
 
 _KIND = f"tags.`{TAG_PREFIX}kind` = 'pipeline'"

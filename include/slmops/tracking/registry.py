@@ -19,7 +19,8 @@ from slmops.artifacts import read_json_if_any
 from slmops.layout import ADAPTER, ONNX_FOLDER, REPORT_FILES, ModelStore, RunLayout
 from slmops.progress import Log, no_log
 from slmops.tracking.client import Tracker, Unavailable, open_tracker
-from slmops.tracking.runs import TAG_PREFIX, read_status
+from slmops.tracking.records import TAG_PREFIX
+from slmops.tracking.runs import read_status
 from slmops.tracking.settings import TrackingSettings
 
 CHAMPION = "champion"
