@@ -13,7 +13,7 @@ import functools
 from typing import Any
 
 # The custom run facet's schema: where slmops facets are described.
-FACET_SCHEMA = "https://github.com/slmops/slmops/blob/main/docs/lineage.md#slmops-run-facets"
+FACET_SCHEMA = "https://github.com/slmops/slmops/blob/main/docs/architecture.md#tracking"
 
 
 class LineageReporting:

@@ -181,6 +181,7 @@ def _dataset(summary: dict, validation: dict | None) -> dict | None:
     profile = {"validation": "PASS" if (validation or {}).get("passed") else "FAIL"}
     if validation:
         profile.update({key: validation["data"][key] for key in ("train_rows", "eval_rows")})
+        profile["failed_checks"] = [c["name"] for c in validation["checks"] if not c["passed"]]
     return {
         "name": Path(files[0]).name if files else (data.get("data_name") or "data"),
         "digest": summary["dataset_fingerprint"][:36],
