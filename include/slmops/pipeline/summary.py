@@ -135,6 +135,11 @@ def key_numbers(summary: dict) -> list[str]:
             f"{cell(record['decode_tokens_per_s'])} tokens/s, "
             f"{cell(record['decode_speedup'])}x PyTorch"
         )
+    tracking = summary.get("tracking")
+    if tracking and tracking["enabled"]:
+        lines.append(f"tracked: MLflow run {tracking['run_id']} at {tracking['uri']}")
+    elif tracking:
+        lines.append(f"not tracked: {tracking['reason']}")
     return lines
 
 

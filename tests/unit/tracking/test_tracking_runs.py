@@ -175,3 +175,14 @@ def test_a_whole_run_with_an_unreachable_tracking_server_completes_and_publishes
     report = (tmp_path / "artifacts/runs/slm_finetune/offline__1/report/report.html").read_text()
     assert f"Tracking was off for this run: {uri}/health did not answer" in report
     assert not (tmp_path / "artifacts" / "mlflow").exists()
+
+
+def test_the_key_numbers_say_where_the_run_is_tracked(tracked_root, tmp_path, monkeypatch):
+    status = json.loads((run_dir(tracked_root) / "tracking.json").read_text())
+    lines = stages.key_numbers(stages.summarize(run_dir(tracked_root)))
+    assert lines[-1] == f"tracked: MLflow run {status['run_id']} at {status['uri']}"
+    monkeypatch.setenv("SLMOPS_TRACKING", "off")
+    off = clone_run(tracked_root, "manual__keys", into=tmp_path / "artifacts")
+    assert stages.key_numbers(stages.report(off))[-1] == (
+        "not tracked: tracking is turned off ($SLMOPS_TRACKING)"
+    )
