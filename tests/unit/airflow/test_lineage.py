@@ -43,7 +43,9 @@ def test_a_description_becomes_openlineage_datasets_and_run_facets():
     facet = lineage.run_facets["slmops_gates"]
     assert facet.values["gates"][0]["name"] == "loss_gap"
     event_json = Serde.to_dict(facet)  # what the transport writes
-    assert event_json["record"] == "gates" and event_json["_schemaURL"].endswith("architecture.md#tracking")
+    assert event_json["record"] == "gates" and event_json["_schemaURL"].endswith(
+        "architecture.md#tracking"
+    )
 
 
 def test_no_description_is_empty_lineage():
