@@ -41,7 +41,6 @@ class PublishModelOperator(LineageReporting, BaseOperator):
 
         from slmops.errors import NotPromoted
         from slmops.pipeline import stages
-        from slmops.pipeline.plan import read_plan
         from slmops_airflow.tracking import tracking_uri
 
         try:
@@ -69,5 +68,5 @@ class PublishModelOperator(LineageReporting, BaseOperator):
         self.log.info(
             "published %s version %s at %s", manifest["uri"], facts["version"], facts["path"]
         )
-        self.describe_lineage("publish", read_plan(Path(self.run_dir)), manifest)
+        self.describe_lineage("publish", Path(self.run_dir), manifest)
         return facts

@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from slmops.artifacts import read_json_if_any
-from slmops.layout import ModelStore, RunLayout, TrainingLayout
+from slmops.layout import RunLayout, TrainingLayout
 
 FILE = "file"
 HUB = "huggingface"
@@ -100,18 +100,21 @@ def optimize(settings: dict, result: dict) -> dict:
     }
 
 
-def publish(plan: dict, manifest: dict) -> dict:
-    """Inputs: the training data and the run's ONNX targets; outputs: the published model
-    (its Asset, versioned) and its version folder."""
+def publish(run_dir: Path, manifest: dict) -> dict:
+    """Inputs: the training data and the exported targets; outputs: the published model
+    (its Asset, versioned) and its version folder. A multi-adapter run's data is each
+    adapter's (in their own folders), so only its shared export is named as input."""
+    layout = RunLayout(run_dir)
+    plan = read_json_if_any(layout.plan)
     version_dir = Path(manifest["path"])
+    inputs = []
+    if plan:
+        inputs += data_inputs(plan["validation"]["data"], manifest.get("dataset_fingerprint"))
+        inputs += [_dataset(FILE, str(layout.onnx(t))) for t in manifest.get("targets", {})]
+    else:
+        inputs += [_dataset(FILE, str(layout.multi / t)) for t in manifest.get("targets", {})]
     return {
-        "inputs": [
-            *data_inputs(plan["validation"]["data"], manifest.get("dataset_fingerprint")),
-            *(
-                _dataset(FILE, str(RunLayout(plan["run_dir"]).onnx(t)))
-                for t in manifest.get("targets", {})
-            ),
-        ],
+        "inputs": inputs,
         "outputs": [
             {**_dataset(MODELS, manifest["name"]), "version": manifest["version"]},
             _dataset(FILE, str(version_dir)),
@@ -121,7 +124,7 @@ def publish(plan: dict, manifest: dict) -> dict:
             "gates": {"gates": manifest.get("gates", [])},
             "metrics": manifest.get("metrics") or {},
             "targets": {
-                name: {**entry, "path": str(ModelStore.onnx(version_dir, name))}
+                name: {**entry, "path": str(version_dir / entry["path"])}
                 for name, entry in (manifest.get("targets") or {}).items()
             },
         },
