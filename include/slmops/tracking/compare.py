@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from slmops.errors import ConfigError
 from slmops.tracking.client import Tracker, Unavailable, open_tracker
-from slmops.tracking.records import TAG_PREFIX
+from slmops.tracking.records import TAG_PREFIX, quoted
 from slmops.tracking.settings import TrackingSettings
 
 _KIND = f"tags.`{TAG_PREFIX}kind` = 'pipeline'"
@@ -28,7 +28,7 @@ def list_runs(settings: TrackingSettings, *, model_name: str | None = None, limi
     tracker = _open(settings)
     query = _KIND
     if model_name:
-        query += f" and tags.`{TAG_PREFIX}model_name` = '{_quoted(model_name)}'"
+        query += f" and tags.`{TAG_PREFIX}model_name` = '{quoted(model_name)}'"
     found = tracker.client.search_runs(
         [tracker.experiment_id], query, max_results=limit, order_by=["attributes.start_time DESC"]
     )
@@ -60,7 +60,7 @@ def compare_runs(settings: TrackingSettings, first: str, second: str) -> dict:
 def _resolve(tracker: Tracker, name: str):
     client = tracker.client
     found = client.search_runs(
-        [tracker.experiment_id], f"{_KIND} and tags.`{TAG_PREFIX}run_id` = '{_quoted(name)}'"
+        [tracker.experiment_id], f"{_KIND} and tags.`{TAG_PREFIX}run_id` = '{quoted(name)}'"
     )
     if found:
         return found[0]
@@ -96,7 +96,3 @@ def _row(run) -> dict:
         "started": run.info.start_time,
         "metrics": dict(run.data.metrics),
     }
-
-
-def _quoted(text: str) -> str:
-    return text.replace("'", "\\'")

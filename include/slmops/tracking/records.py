@@ -220,3 +220,8 @@ def flat(values: dict, prefix: str = "") -> dict[str, Any]:
 def metric_key(name: str) -> str:
     """An MLflow key: letters, digits, ``_ - . /`` and spaces ("g[cpu-int4]" -> "g_cpu-int4")."""
     return _BAD_KEY.sub("_", str(name)).strip("_") or "_"
+
+
+def quoted(text: str) -> str:
+    """``text`` inside a single-quoted MLflow search-filter value."""
+    return text.replace("'", "\\'")

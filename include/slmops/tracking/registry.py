@@ -19,8 +19,8 @@ from slmops.artifacts import read_json_if_any
 from slmops.layout import ADAPTER, ONNX_FOLDER, REPORT_FILES, ModelStore, RunLayout
 from slmops.progress import Log, no_log
 from slmops.tracking.client import Tracker, Unavailable, open_tracker
-from slmops.tracking.records import TAG_PREFIX
-from slmops.tracking.runs import read_status
+from slmops.tracking.records import TAG_PREFIX, quoted
+from slmops.tracking.runs import tracked_status
 from slmops.tracking.settings import TrackingSettings
 
 CHAMPION = "champion"
@@ -59,7 +59,7 @@ def register(
     result = None
     with tracker.safely(f"registering {name}"):
         _ensure_model(tracker.client, name)
-        parent = _tracked_run(run_dir, settings)
+        parent = (tracked_status(run_dir, settings) or {}).get("run_id")
         for version_dir in published:
             own = version_dir.name == version
             _ensure_version(tracker, name, version_dir, parent if own else None)
@@ -76,12 +76,6 @@ def register(
 def aliases_of(client, name: str) -> dict[str, str]:
     aliases = client.get_registered_model(name).aliases
     return {alias: str(version) for alias, version in aliases.items()}
-
-
-def _tracked_run(run_dir: Path, settings: TrackingSettings) -> str | None:
-    status = read_status(run_dir) or {}
-    same = status.get("enabled") and status.get("uri") == settings.uri
-    return status.get("run_id") if same else None
 
 
 def _ensure_model(client, name: str) -> None:
@@ -110,8 +104,9 @@ def _published_versions(store: ModelStore, name: str) -> list[Path]:
 
 
 def _find(client, name: str, version: str):
-    quoted = version.replace("'", "\\'")
-    found = client.search_model_versions(f"name = '{name}' and tags.`{VERSION_TAG}` = '{quoted}'")
+    found = client.search_model_versions(
+        f"name = '{quoted(name)}' and tags.`{VERSION_TAG}` = '{quoted(version)}'"
+    )
     return max(found, key=lambda entry: int(entry.version)) if found else None
 
 

@@ -34,6 +34,12 @@ PREDICTIONS_TABLE = "predictions.json"
 _BATCH = 100  # MLflow takes at most 100 params or tags, 1000 metrics, per batch
 
 
+def tracked_status(run_dir: Path, settings: TrackingSettings) -> dict | None:
+    """The run's tracking.json when the run is tracked in ``settings``' store, else None."""
+    status = read_status(run_dir) or {}
+    return status if status.get("enabled") and status.get("uri") == settings.uri else None
+
+
 def read_status(run_dir: Path) -> dict | None:
     """RUN_DIR/tracking.json: where the run is tracked, or why it is not."""
     return read_json_if_any(RunLayout(run_dir).tracking)
@@ -50,12 +56,11 @@ def record_run(
         return _write_status(
             run_dir, {"enabled": False, "uri": tracker.uri, "reason": tracker.reason}
         )
-    previous = read_status(run_dir) or {}
-    same_store = previous.get("uri") == settings.uri and previous.get("enabled")
+    previous = tracked_status(run_dir, settings) or {}
     status = {"enabled": True, "uri": settings.uri, "experiment_id": tracker.experiment_id}
     with tracker.safely("recording the run"):
-        parent = _parent(tracker, previous.get("run_id") if same_store else None, summary)
-        for old in (previous.get("stages") or {}).values() if same_store else ():
+        parent = _parent(tracker, previous.get("run_id"), summary)
+        for old in (previous.get("stages") or {}).values():
             _delete(tracker, old)
         _log_run_record(tracker, parent, run_record(run_dir, summary))
         stages = {
@@ -72,8 +77,8 @@ def record_report(
     run_dir: Path, report_dir: Path, settings: TrackingSettings, passed: bool, *, log: Log = no_log
 ) -> None:
     """Attach the written report to the run's MLflow run and close it."""
-    status = read_status(run_dir) or {}
-    if not status.get("enabled") or status.get("uri") != settings.uri:
+    status = tracked_status(run_dir, settings)
+    if status is None:
         return
     tracker = open_tracker(settings, log)
     if isinstance(tracker, Unavailable):

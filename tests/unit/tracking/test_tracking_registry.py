@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-import socket
 
 import pytest
-from tracked_runs import client_for, clone_run
+from tracked_runs import client_for, clone_run, closed_port
 
 from slmops.errors import NotPromoted, PublishError
 from slmops.pipeline import stages
@@ -79,9 +78,7 @@ def test_a_version_published_while_the_tracker_was_down_is_registered_on_the_nex
     tracked_root, tracking_on, tmp_path
 ):
     root = tmp_path / "artifacts"
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        down = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    down = f"http://127.0.0.1:{closed_port()}"
     offline = clone_run(tracked_root, "offline", into=root)
     stages.report(offline, tracking_uri=down)
     assert stages.publish(offline, root / "models", tracking_uri=down)["registry"] is None

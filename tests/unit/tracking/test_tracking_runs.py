@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 
 import pytest
-from tracked_runs import client_for, clone_run, run_dir
+from tracked_runs import client_for, clone_run, closed_port, run_dir
 
 from slmops.pipeline import stages
 
@@ -99,17 +98,11 @@ def test_writing_the_report_again_replaces_the_stage_runs(tracked_root, tracking
     assert set(_children(client, second["run_id"])) == set(second["stages"])
 
 
-def _closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def test_an_unreachable_tracking_server_is_a_warning_and_the_report_says_so(
     tracked_root, tracking_on, tmp_path
 ):
     run = clone_run(tracked_root, "manual__offline", into=tmp_path / "artifacts")
-    uri = f"http://127.0.0.1:{_closed_port()}"
+    uri = f"http://127.0.0.1:{closed_port()}"
     lines: list[str] = []
     summary = stages.report(run, tracking_uri=uri, log=lines.append)
     assert summary["passed"]
@@ -157,7 +150,7 @@ def test_a_whole_run_with_an_unreachable_tracking_server_completes_and_publishes
     from slmops.pipeline.local_run import RunConfig, run_pipeline
     from slmops.testing import tiny_pipeline_data, tiny_pipeline_params
 
-    uri = f"http://127.0.0.1:{_closed_port()}"
+    uri = f"http://127.0.0.1:{closed_port()}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     data = tiny_pipeline_data(tmp_path / "data", tiny_model_dir)
     params = tiny_pipeline_params("offline-tones")

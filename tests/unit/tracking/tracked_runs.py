@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 from pathlib import Path
 
 RUN_ID = "manual__1"
@@ -33,3 +34,10 @@ def client_for(root: Path):
 
     uri = f"sqlite:///{root / 'mlflow' / 'mlflow.db'}"
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def closed_port() -> int:
+    """A local port nobody listens on (the tracker that is down)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
