@@ -9,6 +9,8 @@ from typing import Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
+from slmops_airflow.gpu_queue import GPU_QUEUE, check_gpu_worker
+
 
 @contextlib.contextmanager
 def failing_clearly() -> Iterator[None]:
@@ -31,3 +33,8 @@ class StageOperator(BaseOperator):
     def __init__(self, *, config: dict | Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.config = config
+
+    def pre_execute(self, context: Any) -> None:
+        """On queue ``gpu``: fail at once on a worker without CUDA (slmops_airflow.gpu_queue)."""
+        if self.queue == GPU_QUEUE:
+            self.config = check_gpu_worker(self.task_id, self.config, self.log)

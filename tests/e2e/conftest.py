@@ -13,50 +13,17 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from pathlib import Path
 
 import psutil
 import pytest
+from airflow_rest import AirflowRest, free_port, tail
 
 REPO = Path(__file__).resolve().parents[2]
 AIRFLOW = Path(sys.executable).with_name("airflow")
 COMPONENTS = ("api-server", "scheduler", "dag-processor")
-FINAL_STATES = {"success", "failed"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def tail(path: Path, lines: int = 40) -> str:
-    text = path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
-    return f"----- {path} (last {lines} lines)\n" + "\n".join(text.splitlines()[-lines:])
-
-
-def wait_until(what: str, probe, timeout: float, diagnose, interval: float = 2.0):
-    """``probe()``'s first truthy result; network errors and HTTP errors count as "not yet"."""
-    deadline = time.monotonic() + timeout
-    last_error = None
-    while time.monotonic() < deadline:
-        try:
-            result = probe()
-        except OSError as exc:  # connection refused, HTTP 404 (urllib's HTTPError), ...
-            result, last_error = None, exc
-        if result:
-            return result
-        time.sleep(interval)
-    raise AssertionError(
-        f"timed out after {timeout:.0f}s waiting for {what}: {last_error}\n" + diagnose()
-    )
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -79,95 +46,17 @@ def stop(proc: subprocess.Popen) -> None:
             survivor.kill()
 
 
-class Airflow:
-    """The running stack: its REST API, folders and logs."""
+class Airflow(AirflowRest):
+    """The running stack: its REST API, folders, logs and processes."""
 
     def __init__(self, url: str, home: Path, artifacts: Path, procs: dict, password: str):
-        self.url, self.home, self.artifacts = url, home, artifacts
-        self.procs, self.password = procs, password
-        self.token: str | None = None
-
-    def request(
-        self, method: str, path: str, body: dict | None = None, query: dict | None = None
-    ) -> dict:
-        """One JSON call; an HTTP error carries the response body in its message."""
-        if query:
-            path += "?" + urllib.parse.urlencode(query)
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.url + path, data, headers, method=method)
-        try:
-            with urllib.request.urlopen(req, timeout=30) as response:
-                return json.loads(response.read() or b"{}")
-        except urllib.error.HTTPError as exc:
-            exc.msg = f"{exc.msg}: {method} {path}: {exc.read().decode(errors='replace')}"
-            raise
-
-    def login(self) -> None:
-        body = {"username": "admin", "password": self.password}
-        self.token = self.request("POST", "/auth/token", body)["access_token"]
+        logs = [home / f"{name}.log" for name in COMPONENTS]
+        super().__init__(url, home, artifacts, password, logs)
+        self.procs = procs
 
     def check_alive(self) -> None:
         dead = {name: p.returncode for name, p in self.procs.items() if p.poll() is not None}
         assert not dead, f"Airflow components exited: {dead}\n{self.diagnose()}"
-
-    def wait(self, what: str, probe, timeout: float):
-        def alive_probe():
-            self.check_alive()
-            return probe()
-
-        return wait_until(what, alive_probe, timeout, self.diagnose)
-
-    def ready_dag(self, dag_id: str) -> str:
-        """``dag_id`` once the dag-processor has parsed it, unpaused."""
-        found = self.wait(
-            f"the dag-processor to parse {dag_id}",
-            lambda: self.request("GET", f"/api/v2/dags/{dag_id}"),
-            timeout=300,
-        )
-        if found["is_paused"]:
-            self.request("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
-        return dag_id
-
-    def task_instances(self, dag_id: str, run_id: str) -> dict[str, str]:
-        """``{task_id or task_id[map_index]: state}`` of one run."""
-        run = urllib.parse.quote(run_id, safe="")
-        found = self.request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run}/taskInstances")
-        return {
-            ti["task_id"] + (f"[{ti['map_index']}]" if ti["map_index"] >= 0 else ""): ti["state"]
-            for ti in found["task_instances"]
-        }
-
-    def trigger_and_wait(self, dag_id: str, conf: dict, timeout: float = 600) -> dict:
-        """Trigger ``dag_id`` with ``conf``; the finished dag run."""
-        run = self.request(
-            "POST", f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf}
-        )
-        path = f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run['dag_run_id'], safe='')}"
-
-        def finished():
-            current = self.request("GET", path)
-            return current if current["state"] in FINAL_STATES else None
-
-        return self.wait(f"{dag_id} run {run['dag_run_id']} to finish", finished, timeout)
-
-    def diagnose(self, dag_id: str | None = None, run_id: str | None = None) -> str:
-        """Tails of the component logs, and of the run's unsuccessful tasks' logs."""
-        parts = [tail(self.home / f"{name}.log") for name in COMPONENTS]
-        if run_id:
-            try:
-                states = self.task_instances(dag_id, run_id)
-            except OSError as exc:
-                states = {"(unknown)": str(exc)}
-            parts.insert(0, f"task states: {states}")
-            run_logs = self.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}"
-            for log in sorted(run_logs.rglob("*.log")):
-                task = next(p for p in log.parts if p.startswith("task_id=")).split("=", 1)[1]
-                if not {states.get(task), states.get(f"{task}[0]")} & {"success", "skipped"}:
-                    parts.append(tail(log))
-        return "\n".join(parts)
 
 
 def airflow_env(home: Path, root: Path, port: int, password_file: Path) -> dict[str, str]:
