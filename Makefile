@@ -12,12 +12,14 @@ BASE_MODEL := smollm2-135m-instruct
 PIP_QUIET := sed -e '/is ignored: it is neither a file nor a directory/d' \
 	-e '/editable_wheel.py/,/WheelFile(wheel_path/d'
 
-.PHONY: help setup demo airflow airflow-db mlflow test test-unit test-integration lint format bench clean
+.PHONY: help setup demo airflow airflow-db cluster cluster-stop cluster-status mlflow test test-unit test-integration lint format bench clean
 
 help:
 	@echo "make setup   venv + pinned requirements + package (editable) + bundled base model"
 	@echo "make demo    the slm_finetune DAG end to end on the bundled model (airflow dags test)"
 	@echo "make airflow the Airflow UI on localhost:8080 (admin / admin) with the project's DAGs"
+	@echo "make cluster  the CeleryExecutor stack (PostgreSQL, Redis, 2 workers) as local processes"
+	@echo "make cluster-stop  stops everything make cluster started"
 	@echo "make mlflow  the MLflow UI on 127.0.0.1:5000 over the tracked runs in artifacts/mlflow"
 	@echo "make test    every test tier (installs what it needs first)"
 	@echo "make lint    ruff check + ruff format --check + import contracts (lint-imports)"
@@ -42,12 +44,16 @@ setup: $(STAMP)
 # no example DAGs, run artifacts and published models in artifacts/.
 AIRFLOW_HOME := $(CURDIR)/.airflow
 # PATH: `airflow standalone` starts its components as `airflow ...` subprocesses.
-AIRFLOW := PATH=$(CURDIR)/$(VENV)/bin:$$PATH AIRFLOW_HOME=$(AIRFLOW_HOME) \
+AIRFLOW_ENV := PATH=$(CURDIR)/$(VENV)/bin:$$PATH AIRFLOW_HOME=$(AIRFLOW_HOME) \
 	AIRFLOW__CORE__LOAD_EXAMPLES=False \
 	AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags AIRFLOW__CORE__PLUGINS_FOLDER=$(CURDIR)/plugins \
 	AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS=admin:admin \
 	AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE=$(AIRFLOW_HOME)/passwords.json \
-	SLMOPS_ARTIFACTS_ROOT=$(CURDIR)/artifacts $(VENV)/bin/airflow
+	AIRFLOW__API__HOST=127.0.0.1 \
+	SLMOPS_ARTIFACTS_ROOT=$(CURDIR)/artifacts
+AIRFLOW := $(AIRFLOW_ENV) $(VENV)/bin/airflow
+# Runs a command as a child and, on SIGTERM or Ctrl-C, stops its whole process tree.
+SUPERVISED := $(PY) -m slmops_airflow.cluster run --
 
 airflow-db: setup
 	@mkdir -p $(AIRFLOW_HOME)
@@ -69,9 +75,27 @@ demo: airflow-db
 	@$(PY) -m slmops report --artifacts_root artifacts
 
 # The UI on http://localhost:8080 (login admin / admin), scheduler and workers in one
-# process; Ctrl-C stops it.
+# process; Ctrl-C (or a SIGTERM to make) stops it and every process it started.
 airflow: airflow-db
-	@$(AIRFLOW) standalone
+	@$(AIRFLOW_ENV) $(SUPERVISED) $(VENV)/bin/airflow standalone
+
+# The CeleryExecutor deployment of docker-compose.yaml as local processes (no Docker):
+# PostgreSQL and Redis on 127.0.0.1 (installed from Debian's packages when missing), then
+# api-server, scheduler, dag-processor, triggerer and two Celery workers (queues default
+# and gpu), all in .cluster/ (logs in .cluster/logs), sharing artifacts/. Settings:
+# cluster.env (shared with docker-compose.yaml). Returns once healthy; `make cluster-stop`
+# stops it. CLUSTER_FOREGROUND=1 keeps it attached (Ctrl-C stops it).
+CLUSTER := $(PY) -m slmops_airflow.cluster
+CLUSTER_PORT ?= 8080
+cluster: setup
+	@$(CLUSTER) up --folder .cluster --artifacts_root artifacts --api_port $(CLUSTER_PORT) \
+		$(if $(CLUSTER_FOREGROUND),--foreground)
+
+cluster-stop:
+	@if [ -x $(PY) ]; then $(CLUSTER) down --folder .cluster; fi
+
+cluster-status:
+	@$(CLUSTER) status --folder .cluster
 
 # The MLflow UI over the embedded store that runs are tracked in (artifacts/mlflow). The UI
 # needs the full mlflow package, which pins pyarrow < 26 (datasets 5 needs 26), so it lives
@@ -119,4 +143,4 @@ bench: setup
 	@for script in $(BENCHMARKS); do echo "== $$script"; $(PY) $$script; done
 
 clean:
-	rm -rf $(VENV) .airflow .pytest_cache .ruff_cache build *.egg-info include/*.egg-info
+	rm -rf $(VENV) .airflow .cluster .pytest_cache .ruff_cache build *.egg-info include/*.egg-info

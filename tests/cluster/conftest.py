@@ -27,6 +27,9 @@ from airflow_rest import AirflowRest, free_port, tail
 REPO = Path(__file__).resolve().parents[2]
 # Short enough to see a lost task retried within a test; cluster.env's own value is 120 s.
 HEARTBEAT_TIMEOUT = 20
+# A task whose Celery message was lost (sent while PostgreSQL was down: its state could not be
+# stored) stays queued until this; it is then sent again. Airflow's default is 600 s.
+QUEUED_TIMEOUT = 120
 STARTUP_SECONDS = 300
 
 
@@ -122,6 +125,7 @@ def cluster():
         f"--data_roots={root / 'data'}",
         f"--slmops_home={root / 'slmops-home'}",
         f"--set=AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT={HEARTBEAT_TIMEOUT}",
+        f"--set=AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT={QUEUED_TIMEOUT}",
         "--gpu_worker_on_cpu",
         f"--timeout={STARTUP_SECONDS}",
         env=env,

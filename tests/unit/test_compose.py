@@ -8,12 +8,22 @@ from __future__ import annotations
 
 import re
 import shlex
+import shutil
+import subprocess
 from pathlib import Path, PurePosixPath
 
 import pytest
 import yaml
 
 from slmops.model_store import BUNDLED_MODELS
+from slmops_airflow.cluster.settings import (
+    ENV_FILE,
+    GPU_WORKER_CONCURRENCY,
+    ClusterSettings,
+    Secrets,
+    airflow_env,
+    read_env_file,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 REQUIRED_SERVICES = {
@@ -82,8 +92,17 @@ def test_required_services_present(services, airflow):
         assert (build if isinstance(build, str) else build["context"]) == ".", name
 
 
+def effective_env(service: dict) -> dict[str, str]:
+    """What a container sees: its env_file(s), then `environment` (which wins)."""
+    files = service.get("env_file", [])
+    env: dict[str, str] = {}
+    for name in [files] if isinstance(files, str) else files:
+        env.update(read_env_file(ROOT / name))
+    return {**env, **{key: str(value) for key, value in service["environment"].items()}}
+
+
 def test_airflow_services_share_executor_db_and_jwt_secret(airflow):
-    envs = {name: spec["environment"] for name, spec in airflow.items()}
+    envs = {name: effective_env(spec) for name, spec in airflow.items()}
     assert len(envs) >= 7
     for name, env in envs.items():
         assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor", name
@@ -91,10 +110,10 @@ def test_airflow_services_share_executor_db_and_jwt_secret(airflow):
             "postgresql+psycopg2://airflow:airflow@postgres/airflow"
         ), name
         assert env["AIRFLOW__CELERY__RESULT_BACKEND"] == (
-            "db+postgresql://airflow:airflow@postgres/airflow"
+            "db+postgresql+psycopg2://airflow:airflow@postgres/airflow"
         ), name
         assert env["AIRFLOW__CELERY__BROKER_URL"] == "redis://:@redis:6379/0", name
-        assert env["AIRFLOW__CORE__LOAD_EXAMPLES"] == "false", name
+        assert env["AIRFLOW__CORE__LOAD_EXAMPLES"] == "False", name
         assert env["AIRFLOW__CORE__DAGS_FOLDER"] == "/opt/airflow/dags", name
     secrets = {env["AIRFLOW__API_AUTH__JWT_SECRET"] for env in envs.values()}
     assert len(secrets) == 1
@@ -204,3 +223,47 @@ def test_mlflow_service_tracks_every_airflow_service_in_postgres(services, airfl
     assert "CREATE DATABASE mlflow" in services["airflow-init"]["command"][-1]
     for name, spec in airflow.items():
         assert spec["environment"]["MLFLOW_TRACKING_URI"] == "http://mlflow:5000", name
+
+
+def test_cluster_env_is_the_one_source_of_both_deployments(airflow, tmp_path):
+    """compose and `make cluster` read cluster.env; neither sets one of its keys otherwise
+    (the gpu worker's concurrency of 1 aside, which both set alike)."""
+    shared = read_env_file(ENV_FILE)
+    assert shared["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    for name, spec in airflow.items():
+        assert spec.get("env_file") == ["cluster.env"], name
+        redefined = shared.keys() & spec["environment"].keys()
+        if name == "airflow-worker-gpu":
+            assert redefined == {"AIRFLOW__CELERY__WORKER_CONCURRENCY"}
+            value = spec["environment"]["AIRFLOW__CELERY__WORKER_CONCURRENCY"]
+            assert int(value) == GPU_WORKER_CONCURRENCY
+        else:
+            assert not redefined, (name, redefined)
+    native = airflow_env(
+        ClusterSettings(folder=tmp_path, artifacts_root=tmp_path / "artifacts"),
+        Secrets.load_or_create(tmp_path),
+    )
+    assert {key: native[key] for key in shared} == shared
+
+
+def test_workers_record_which_worker_ran_a_task(services):
+    for name in ("airflow-worker-cpu", "airflow-worker-gpu"):
+        worker = name.removeprefix("airflow-")
+        assert services[name]["environment"]["SLMOPS_WORKER_NAME"] == worker
+        assert services[name]["stop_grace_period"] == "60s"
+
+
+def test_docker_compose_config_accepts_the_file():
+    """`docker compose config` where a compose-capable docker client exists."""
+    docker = shutil.which("docker")
+    if docker is None:
+        pytest.skip("no docker client on this machine: `docker compose config` not run")
+    if subprocess.run([docker, "compose", "version"], capture_output=True).returncode:
+        pytest.skip("the docker client here has no compose plugin")
+    checked = subprocess.run(
+        [docker, "compose", "-f", str(ROOT / "docker-compose.yaml"), "config", "--quiet"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert checked.returncode == 0, checked.stderr

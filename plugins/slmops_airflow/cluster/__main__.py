@@ -22,7 +22,13 @@ from pathlib import Path
 import psutil
 
 from slmops_airflow.cluster.errors import ClusterError
-from slmops_airflow.cluster.processes import ProcessId, alive, become_subreaper, stop_tree
+from slmops_airflow.cluster.processes import (
+    ProcessId,
+    alive,
+    become_subreaper,
+    stop_tree,
+    stop_with_parent,
+)
 from slmops_airflow.cluster.settings import ClusterSettings
 
 
@@ -95,6 +101,7 @@ def up(args: argparse.Namespace, raw: list[str]) -> int:
             "stop it first: make cluster-stop"
         )
     if args.foreground:
+        stop_with_parent()
         return run_supervisor(settings)
     settings.folder.mkdir(parents=True, exist_ok=True)
     (settings.folder / "state.json").unlink(missing_ok=True)
@@ -178,6 +185,7 @@ def run(argv: list[str]) -> int:
     if not argv:
         raise ClusterError("run: give the command to run after --")
     become_subreaper()
+    stop_with_parent()  # `make` killed with SIGTERM takes this (and so CMD's tree) along
     child = subprocess.Popen(argv, start_new_session=True)
     received: list[int] = []
     signal.signal(signal.SIGTERM, lambda signum, _f: received.append(signum))

@@ -45,6 +45,12 @@ def _signal_on_parent_death(sig: int) -> Callable[[], None] | None:
     return arm
 
 
+def stop_with_parent() -> None:
+    """This process gets SIGTERM when its parent dies (e.g. `make`, killed)."""
+    if (arm := _signal_on_parent_death(signal.SIGTERM)) is not None:
+        arm()
+
+
 @dataclass(frozen=True)
 class ProcessId:
     """A PID with its start time: a recycled PID is not mistaken for the process."""

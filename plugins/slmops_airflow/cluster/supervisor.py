@@ -211,17 +211,18 @@ class Supervisor:
                 code = component.exit_code()
                 if code is None or not component.restart:
                     continue
-                now = time.monotonic()
-                if component.name not in due:
-                    pause = min(backoff.get(component.name, 0.5) * 2, _MAX_BACKOFF)
+                now, name = time.monotonic(), component.name
+                if name not in due:
+                    pause = min(backoff.get(name, 0.5) * 2, _MAX_BACKOFF)
                     if now - component.started_at > 60:
-                        pause = 1.0
-                    backoff[component.name] = pause
-                    due[component.name] = now + pause
-                    self.log(f"{component.name} exited with {code}; restarting in {pause:.0f} s")
-                elif now >= due.pop(component.name):
+                        pause = 1.0  # it had been up a while: not a crash loop
+                    backoff[name], due[name] = pause, now + pause
+                    self.log(f"{name} exited with {code}; restarting in {pause:.0f} s")
+                elif now >= due[name]:
+                    del due[name]
                     component.restarts += 1
-                    component.start()
+                    process = component.start()
+                    self.log(f"{name} started again (PID {process.pid})")
                     self._write_state()
 
     # ---- stop ------------------------------------------------------------------------
