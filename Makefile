@@ -137,7 +137,8 @@ format: $(STAMP)
 	@$(VENV)/bin/ruff check --fix .
 
 BENCHMARKS := benchmarks/bench_model_verify.py benchmarks/train_throughput.py \
-	benchmarks/inference.py benchmarks/distributed_throughput.py
+	benchmarks/inference.py benchmarks/distributed_throughput.py \
+	benchmarks/orchestration_overhead.py
 
 bench: setup
 	@for script in $(BENCHMARKS); do echo "== $$script"; $(PY) $$script; done
