@@ -30,7 +30,8 @@ HEARTBEAT_TIMEOUT = 20
 # A task whose Celery message was lost (sent while PostgreSQL was down: its state could not be
 # stored) stays queued until this; it is then sent again. Airflow's default is 600 s.
 QUEUED_TIMEOUT = 120
-STARTUP_SECONDS = 300
+# Includes installing PostgreSQL and Redis with apt-get on a fresh machine.
+STARTUP_SECONDS = 600
 
 
 def cluster_command(*args: str, env: dict | None = None, timeout: float = 600):
