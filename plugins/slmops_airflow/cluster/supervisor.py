@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -44,6 +45,16 @@ _HEALTHY_PARTS = ("metadatabase", "scheduler", "triggerer", "dag_processor")
 _MAX_BACKOFF = 30.0
 
 
+def check_folder(settings: ClusterSettings) -> None:
+    """A cluster folder whose secrets file is gone cannot open its own database."""
+    if (settings.folder / "postgres").is_dir() and not (settings.folder / "secrets.json").is_file():
+        raise ClusterError(
+            f"{settings.folder / 'secrets.json'} is gone but the database it opens is "
+            f"still in {settings.folder / 'postgres'}: restore the file, or remove "
+            f"{settings.folder} to start over (its runs' history goes with it)"
+        )
+
+
 class Supervisor:
     def __init__(self, settings: ClusterSettings, log=print):
         self.settings = settings
@@ -55,6 +66,7 @@ class Supervisor:
     # ---- start -----------------------------------------------------------------------
     def start(self) -> None:
         settings = self.settings
+        check_folder(settings)
         become_subreaper()
         for folder in (settings.folder, settings.logs, settings.airflow_home):
             folder.mkdir(parents=True, exist_ok=True)
@@ -253,12 +265,12 @@ class Supervisor:
             "supervisor": ProcessId.of(os.getpid()).__dict__,
             "url": self.settings.url,
             "ready": self.ready,
-            "components": {
-                name: ProcessId.of(c.pid).__dict__
-                for name, c in self.components.items()
-                if c.pid and c.running()
-            },
+            "components": {},
         }
+        for name, component in self.components.items():
+            with contextlib.suppress(psutil.NoSuchProcess):  # it ended just now
+                if component.pid and component.running():
+                    state["components"][name] = ProcessId.of(component.pid).__dict__
         partial = self.settings.state_file.with_suffix(".tmp")
         partial.write_text(json.dumps(state, indent=1), encoding="utf-8")
         partial.replace(self.settings.state_file)

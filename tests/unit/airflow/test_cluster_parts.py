@@ -25,6 +25,7 @@ from slmops_airflow.cluster.settings import (
     airflow_env,
     read_env_file,
 )
+from slmops_airflow.cluster.supervisor import check_folder
 
 # A shell that starts a grandchild in a session of its own (as Airflow's task runner and
 # torchrun do), prints its PID, then waits.
@@ -76,6 +77,16 @@ def test_components_get_cluster_env_loopback_services_and_no_inherited_airflow(
     assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://127.0.0.1:18080/execution/"
     assert env["AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT"] == "20"  # override wins
     assert env["PATH"].split(os.pathsep)[0] == os.path.dirname(sys.executable)
+
+
+def test_a_folder_that_lost_its_secrets_is_refused(tmp_path):
+    settings = ClusterSettings(folder=tmp_path, artifacts_root=tmp_path / "artifacts")
+    check_folder(settings)  # a new folder is fine
+    (tmp_path / "postgres").mkdir()
+    with pytest.raises(ClusterError, match=r"secrets.json is gone .* remove .* to start over"):
+        check_folder(settings)
+    Secrets.load_or_create(tmp_path)
+    check_folder(settings)
 
 
 def test_missing_servers_without_root_say_how_to_install_them(tmp_path, monkeypatch):
