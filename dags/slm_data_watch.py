@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from airflow.sdk import CronTriggerTimetable, dag
 
+from slmops_airflow.alerts import run_failure_alert
 from slmops_airflow.data_watch import DataWatchOperator
 from slmops_airflow.pipeline import DEFAULT_ARGS
 
@@ -28,6 +29,7 @@ from slmops_airflow.pipeline import DEFAULT_ARGS
     doc_md=__doc__,
     tags=["slmops", "data"],
     default_args=DEFAULT_ARGS,
+    on_failure_callback=run_failure_alert,  # logged, in the run list, mailed if set
     max_active_runs=1,
 )
 def slm_data_watch():

@@ -24,6 +24,7 @@ from __future__ import annotations
 from airflow.sdk import dag
 
 from slmops.pipeline.params import DEMO_PARAMS, FORM_SECTIONS, PipelineParams
+from slmops_airflow.alerts import run_failure_alert
 from slmops_airflow.form import trigger_form
 from slmops_airflow.pipeline import DEFAULT_ARGS, START_DATE, finetune_pipeline
 
@@ -40,6 +41,7 @@ from slmops_airflow.pipeline import DEFAULT_ARGS, START_DATE, finetune_pipeline
         PipelineParams, FORM_SECTIONS, defaults=DEMO_PARAMS, omit=("promotion_margin",)
     ),
     default_args=DEFAULT_ARGS,
+    on_failure_callback=run_failure_alert,  # logged, in the run list, mailed if set
     max_active_runs=4,
 )
 def slm_finetune():

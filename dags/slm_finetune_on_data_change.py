@@ -8,8 +8,10 @@ checked like the form's.
 
 It runs the slm_finetune stages, then **challenge** scores the new model (the
 challenger) and the published one (the champion) on the same eval rows of the new data
-with the same ONNX target. **publish** replaces the champion only when the challenger is
-better by at least *promotion_margin*; otherwise it is skipped and the champion stays.
+with the same ONNX target. **approve** asks a reviewer in the UI (*require_approval*, on
+by default here; a rejection or a timeout keeps the champion). **publish** replaces the
+champion only when the challenger is better by at least *promotion_margin*; otherwise it
+is skipped and the champion stays.
 The decision and both scores are in the run report (`report/report.html`).
 """
 
@@ -19,6 +21,7 @@ from airflow.sdk import Asset, AssetOrTimeSchedule, dag
 
 from slmops.pipeline.params import DEMO_PARAMS, FORM_SECTIONS, PipelineParams
 from slmops.pipeline.publish import data_asset_uri
+from slmops_airflow.alerts import run_failure_alert
 from slmops_airflow.form import trigger_form
 from slmops_airflow.pipeline import DEFAULT_ARGS, cron_timetable, finetune_pipeline
 
@@ -32,8 +35,12 @@ DEMO_DATA = Asset(data_asset_uri(DEMO_PARAMS["data_files"][0]))
     catchup=False,
     doc_md=__doc__,
     tags=["slmops", "fine-tuning", "onnx", "champion-challenger"],
-    params=trigger_form(PipelineParams, FORM_SECTIONS, defaults=DEMO_PARAMS),
+    # A retrained champion replaces the published model only once a reviewer approves it.
+    params=trigger_form(
+        PipelineParams, FORM_SECTIONS, defaults={**DEMO_PARAMS, "require_approval": True}
+    ),
     default_args=DEFAULT_ARGS,
+    on_failure_callback=run_failure_alert,  # logged, in the run list, mailed if set
     max_active_runs=1,  # challengers are judged one at a time against the latest champion
 )
 def slm_finetune_on_data_change():

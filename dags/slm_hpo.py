@@ -18,6 +18,7 @@ from airflow.sdk import dag, task
 
 from slmops.pipeline.hpo import SearchSettings
 from slmops.pipeline.params import DEMO_PARAMS, FORM_SECTIONS, PipelineParams
+from slmops_airflow.alerts import run_failure_alert
 from slmops_airflow.form import trigger_form
 from slmops_airflow.hpo import PlanTrialsOperator, SelectBestTrialOperator, TrialOperator
 from slmops_airflow.pipeline import DEFAULT_ARGS, START_DATE, finetune_pipeline
@@ -40,6 +41,7 @@ SEARCH_SECTION = {"Search": tuple(SearchSettings.model_fields)}
         ),
     },
     default_args=DEFAULT_ARGS,
+    on_failure_callback=run_failure_alert,  # logged, in the run list, mailed if set
     max_active_runs=2,
     max_active_tasks=4,
 )

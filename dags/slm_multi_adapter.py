@@ -21,7 +21,8 @@ from __future__ import annotations
 from airflow.sdk import dag, task
 
 from slmops.pipeline.multi_adapter import MultiAdapterSettings
-from slmops.pipeline.params import DEMO_PARAMS, FORM_SECTIONS, PipelineParams
+from slmops.pipeline.params import DEMO_PARAMS, FORM_SECTIONS, REVIEW_FIELDS, PipelineParams
+from slmops_airflow.alerts import run_failure_alert
 from slmops_airflow.evaluate import EvaluateModelOperator
 from slmops_airflow.finetune import FineTuneOperator
 from slmops_airflow.form import trigger_form
@@ -60,6 +61,7 @@ OMITTED = (
     "targets",
     "promotion_margin",
     "method",
+    *REVIEW_FIELDS,  # a multi-adapter run publishes without a review step
 )
 
 
@@ -84,6 +86,7 @@ OMITTED = (
         ),
     },
     default_args=DEFAULT_ARGS,
+    on_failure_callback=run_failure_alert,  # logged, in the run list, mailed if set
     max_active_runs=2,
 )
 def slm_multi_adapter():

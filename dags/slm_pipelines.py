@@ -14,6 +14,7 @@ from airflow.sdk import DAG, Asset, AssetOrTimeSchedule
 from slmops.pipeline.configs.pipelines import PIPELINES_DIR, PipelineSpec, load_pipelines
 from slmops.pipeline.params import FORM_SECTIONS, PipelineParams
 from slmops.pipeline.publish import data_asset_uri
+from slmops_airflow.alerts import run_failure_alert
 from slmops_airflow.form import trigger_form
 from slmops_airflow.pipeline import DEFAULT_ARGS, cron_timetable, finetune_pipeline
 
@@ -57,6 +58,7 @@ for _dag_id, (_path, _spec) in load_pipelines(
             omit=() if _spec.champion_challenger else ("promotion_margin",),
         ),
         default_args=DEFAULT_ARGS,
+        on_failure_callback=run_failure_alert,  # logged, in the run list, mailed if set
         max_active_runs=1 if _spec.champion_challenger else 4,
     ):
         finetune_pipeline(challenge=_spec.champion_challenger)

@@ -14,6 +14,7 @@ import urllib.request
 from pathlib import Path
 
 FINAL_STATES = {"success", "failed"}
+ANSWER_AFTER_S = 10  # see AirflowRest.answer_approval
 
 
 def free_port() -> int:
@@ -77,6 +78,27 @@ class AirflowRest:
             exc.msg = f"{exc.msg}: {method} {path}: {exc.read().decode(errors='replace')}"
             raise
 
+    def page(
+        self, path: str, *, logged_in: bool = True, accept: str = "text/html"
+    ) -> tuple[int, dict, bytes]:
+        """A GET as a browser would send it (redirects not followed): status, headers, body."""
+
+        class _NoRedirects(urllib.request.HTTPRedirectHandler):
+            def redirect_request(self, *args, **kwargs):
+                return None
+
+        headers = {"Accept": accept}
+        if logged_in and self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        opener = urllib.request.build_opener(_NoRedirects)
+        try:
+            with opener.open(
+                urllib.request.Request(self.url + path, headers=headers), timeout=30
+            ) as r:
+                return r.status, dict(r.headers), r.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, dict(exc.headers), exc.read()
+
     def login(self) -> None:
         body = {"username": "admin", "password": self.password}
         self.token = self.request("POST", "/auth/token", body)["access_token"]
@@ -128,6 +150,27 @@ class AirflowRest:
             return current if current["state"] in FINAL_STATES else None
 
         return self.wait(f"{dag_id} run {run_id} to finish", finished, timeout)
+
+    def answer_approval(
+        self, dag_id: str, run_id: str, option: str, reason: str = "", timeout: float = 600
+    ) -> dict:
+        """Wait until the run's approve task asks (state awaiting_input), then answer it
+        ("Approve" or "Reject") as the logged-in user; the recorded response.
+
+        It answers a few seconds after the request appears, as a person would: Airflow 3.3
+        resumes an answered task at once, and when the answer lands before the scheduler
+        has handled the executor's report on the process that parked the task (about a
+        second later), it takes that report for a lost task and retries it: the new try
+        asks again (seen in CI with an answer 0.5 s after the request)."""
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{quoted(run_id)}/taskInstances/approve/-1"
+        self.wait(
+            f"{dag_id} run {run_id} to ask for approval",
+            lambda: self.task_instances(dag_id, run_id).get("approve") == "awaiting_input",
+            timeout,
+        )
+        time.sleep(ANSWER_AFTER_S)
+        body = {"chosen_options": [option], "params_input": {"reason": reason}}
+        return self.request("PATCH", f"{path}/hitlDetails", body)
 
     def trigger_and_wait(self, dag_id: str, conf: dict, timeout: float = 600) -> dict:
         """Trigger ``dag_id`` with ``conf``; the finished dag run."""

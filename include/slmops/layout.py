@@ -11,6 +11,8 @@ A pipeline run (``RunLayout``, ARTIFACTS/runs/DAG_ID/RUN_ID)::
     validation/validation.json     the Great Expectations report
     finetune/                      the training folder (``TrainingLayout``)
     champion/decision.json         champion / challenger (data-change runs)
+    approval/decision.json         a reviewer's approve / reject (runs that require one)
+    alerts.jsonl                   gate, parity and task failures the run notified
     hpo/trials.json, trials/NN/    hyperparameter search (slm_hpo): the record, each trial
     adapters/NAME/                 one pipeline per adapter (slm_multi_adapter)
     multi_adapter/                 its plan, shared ONNX base and scores
@@ -45,6 +47,8 @@ VALIDATION_REPORT = "validation.json"  # also what `slmops validate -o DIR` writ
 FINETUNE_DIR = "finetune"
 CHAMPION_DIR = "champion"
 DECISION_NAME = "decision.json"
+APPROVAL_DIR = "approval"
+ALERTS_NAME = "alerts.jsonl"
 HPO_DIR = "hpo"
 TRIALS_DIR = "trials"
 TRIALS_NAME = "trials.json"
@@ -177,6 +181,16 @@ class RunLayout:
     @property
     def decision(self) -> Path:
         return self.root / CHAMPION_DIR / DECISION_NAME
+
+    @property
+    def approval(self) -> Path:
+        """approval/decision.json: who approved or rejected publishing, when and why."""
+        return self.root / APPROVAL_DIR / DECISION_NAME
+
+    @property
+    def alerts(self) -> Path:
+        """alerts.jsonl: one line per notice the run sent (gate, parity, task failures)."""
+        return self.root / ALERTS_NAME
 
     @property
     def hpo(self) -> Path:

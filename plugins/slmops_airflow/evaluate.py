@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from slmops_airflow._stage import StageOperator, failing_clearly
 from slmops_airflow.lineage import LineageReporting
+from slmops_airflow.ui.links import EvaluationReportLink
 
 
 class EvaluateModelOperator(LineageReporting, StageOperator):
@@ -16,6 +17,7 @@ class EvaluateModelOperator(LineageReporting, StageOperator):
     """
 
     ui_color = "#f3e8fd"
+    operator_extra_links = (EvaluationReportLink(),)
 
     def execute(self, context) -> dict:
         from slmops.pipeline import stages

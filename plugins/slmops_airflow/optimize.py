@@ -7,6 +7,7 @@ from typing import Any
 
 from slmops_airflow._stage import StageOperator, failing_clearly
 from slmops_airflow.lineage import LineageReporting
+from slmops_airflow.ui.links import TargetsReportLink
 
 
 class OnnxOptimizeOperator(LineageReporting, StageOperator):
@@ -20,6 +21,7 @@ class OnnxOptimizeOperator(LineageReporting, StageOperator):
 
     template_fields: Sequence[str] = ("target", "config")
     ui_color = "#e0f7fa"
+    operator_extra_links = (TargetsReportLink(),)
 
     def __init__(self, *, target: str, config: dict | Any, **kwargs: Any) -> None:
         super().__init__(config=config, **kwargs)

@@ -3,7 +3,10 @@
 slm_finetune, slm_finetune_on_data_change, slm_hpo and the config-driven DAGs share it:
 
     prepare -> validate -> route_training -> finetune | finetune_gpu -> evaluate
-      -> optimize[cpu targets] + optimize_gpu[gpu targets] -> (challenge) -> report -> publish
+      -> optimize[cpu targets] + optimize_gpu[gpu targets] -> (challenge) -> approve
+      -> report -> publish
+
+approve asks a reviewer only when the run's params say require_approval (else it skips).
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from typing import Any
 import pendulum
 from airflow.sdk import BaseOperator, CronTriggerTimetable, task
 
+from slmops_airflow.alerts import task_failure_alert
+from slmops_airflow.approval import ApprovePublishOperator
 from slmops_airflow.champion import ChallengeChampionOperator
 from slmops_airflow.evaluate import EvaluateModelOperator
 from slmops_airflow.finetune import FineTuneOperator
@@ -24,7 +29,12 @@ from slmops_airflow.publish import PublishModelOperator
 from slmops_airflow.report import ReportOperator
 from slmops_airflow.validate import ValidateDatasetOperator
 
-DEFAULT_ARGS = {"retries": 1, "retry_delay": pendulum.duration(seconds=30)}
+# A task that fails for good (a gate, a parity check, an error after its retries) alerts.
+DEFAULT_ARGS = {
+    "retries": 1,
+    "retry_delay": pendulum.duration(seconds=30),
+    "on_failure_callback": task_failure_alert,
+}
 START_DATE = pendulum.datetime(2026, 1, 1, tz="UTC")
 # A ceiling, not an estimate: a hung training (or torchrun group) frees its worker slot.
 FINETUNE_TIMEOUT = pendulum.duration(hours=24)
@@ -102,6 +112,12 @@ def finetune_pipeline(*, conf: Any = None, challenge: bool = False) -> PipelineT
         )
         exported >> champion
         exported = [*exported, champion]
-    exported >> report
-    [*exported, report] >> publish
+    approve = ApprovePublishOperator(
+        task_id="approve",
+        run_dir=plan.output["run_dir"],
+        trigger_rule="none_failed_min_one_success",
+    )
+    exported >> approve
+    [*exported, approve] >> report
+    [*exported, approve, report] >> publish
     return PipelineTasks(plan, report, publish)

@@ -10,6 +10,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from slmops_airflow._stage import failing_clearly
 from slmops_airflow.lineage import LineageReporting
+from slmops_airflow.ui.links import PublishReportLink
 
 MODELS_ALIAS = "slmops-models"
 
@@ -24,6 +25,7 @@ class PublishModelOperator(LineageReporting, BaseOperator):
 
     template_fields: Sequence[str] = ("run_dir", "models_root")
     ui_color = "#e6f4ea"
+    operator_extra_links = (PublishReportLink(),)
 
     def __init__(
         self, *, run_dir: str | Any, models_root: str | Any, alias: str = MODELS_ALIAS, **kwargs

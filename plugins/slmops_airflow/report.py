@@ -8,6 +8,7 @@ from typing import Any
 from airflow.sdk import BaseOperator
 
 from slmops_airflow._stage import failing_clearly
+from slmops_airflow.ui.links import RunReportLink
 
 
 class ReportOperator(BaseOperator):
@@ -17,6 +18,7 @@ class ReportOperator(BaseOperator):
 
     template_fields: Sequence[str] = ("run_dir", "output_dir")
     ui_color = "#fce8e6"
+    operator_extra_links = (RunReportLink(),)
 
     def __init__(self, *, run_dir: str | Any, output_dir: str | None = None, **kwargs) -> None:
         super().__init__(**kwargs)

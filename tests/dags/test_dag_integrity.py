@@ -174,13 +174,18 @@ def test_data_change_dag_runs_on_the_dataset_asset_or_weekly(dagbag):
     ]
     assert schedule.timetable.expression == "0 3 * * 1"
     downstream = {task.task_id: sorted(task.downstream_task_ids) for task in dag.tasks}
-    assert (
-        downstream["optimize"] == downstream["optimize_gpu"] == ["challenge", "publish", "report"]
-    )
-    assert downstream["challenge"] == ["publish", "report"]
+    after_export = ["approve", "challenge", "publish", "report"]
+    assert downstream["optimize"] == downstream["optimize_gpu"] == after_export
+    assert downstream["challenge"] == ["approve", "publish", "report"]
+    assert downstream["approve"] == ["publish", "report"]
+    assert downstream["report"] == ["publish"]
     assert dag.max_active_runs == 1
     assert "promotion_margin" in dag.params
     assert "promotion_margin" not in dagbag.dags["slm_finetune"].params
+    # A retrained champion waits for a reviewer; a run of slm_finetune does not.
+    assert dag.params["require_approval"] is True
+    assert dagbag.dags["slm_finetune"].params["require_approval"] is False
+    assert "require_approval" not in dagbag.dags["slm_multi_adapter"].params
 
 
 def test_hpo_maps_trials_then_runs_the_pipeline_with_the_best(dagbag):

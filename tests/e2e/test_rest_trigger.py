@@ -62,6 +62,85 @@ def test_trained_gated_exported_and_published(airflow, dag):
     assert "slmops://models/e2e-tones" in [event["uri"] for event in events], events
 
 
+def test_the_ui_plugin_lists_the_run_and_serves_its_report_to_logged_in_users(airflow, dag):
+    """The slmops pages (plugins/slmops_airflow/ui) on the real api-server, after the run
+    of the first test: registered with the UI, closed to anonymous callers, the run in
+    the list with its numbers, its report and the files the report links to served, and
+    nothing outside the run folder."""
+    plugins = airflow.request("GET", "/api/v2/plugins")["plugins"]
+    (plugin,) = [entry for entry in plugins if entry["name"] == "slmops"]
+    views = {view["name"]: view for view in plugin["external_views"]}
+    assert (
+        views["Fine-tuning"]["href"] == "/slmops/" and views["Fine-tuning"]["destination"] == "nav"
+    )
+    assert views["Run report"]["destination"] == "dag_run"
+
+    status, headers, _ = airflow.page("/slmops/", logged_in=False)
+    assert status == 303 and "/auth/login" in headers["location"], (status, headers)
+    for path in ("/slmops/api/runs", "/slmops/static/icon.svg"):
+        status, _, body = airflow.page(path, logged_in=False, accept="application/json")
+        assert status == 401, (path, status, body[:300])
+
+    (run,) = [
+        row
+        for row in airflow.request("GET", "/slmops/api/runs")
+        if row["dag_id"] == dag and row["model_name"] == "e2e-tones"
+    ]
+    assert run["outcome"] == "passed" and run["published"] == {
+        "version": run["published"]["version"],
+        "latest": True,
+    }, run
+    assert "cpu-fp32" in run["targets"] and run["evaluation"]["fine_tuned"] is not None, run
+
+    status, _, listing = airflow.page("/slmops/")
+    assert status == 200 and b"e2e-tones" in listing and b"cpu-fp32" in listing, listing[:2000]
+    page = f"/slmops/runs/{dag}/{urllib.parse.quote(run['run_id'], safe='')}"
+    status, headers, _ = airflow.page(page)
+    assert status == 303 and headers["location"].endswith("/report/report.html"), headers
+    status, headers, report = airflow.page(headers["location"])
+    assert status == 200 and b'id="evaluation"' in report, report[:500]
+    assert "frame-ancestors 'self'" in headers["content-security-policy"]
+    status, headers, _ = airflow.page(f"{page}/validation/validation.json")
+    assert status == 200 and headers["content-type"].startswith("application/json")
+    status, _, body = airflow.page(f"{page}/..%2F..%2F..%2Fairflow%2Fairflow.db")
+    assert status in (400, 404), (status, body[:300])
+    assert b"SQLite" not in body
+
+    links = airflow.request(
+        "GET",
+        f"/api/v2/dags/{dag}/dagRuns/{urllib.parse.quote(run['run_id'], safe='')}"
+        "/taskInstances/evaluate/links",
+    )
+    assert links["extra_links"]["Evaluation in the run report"].endswith(
+        "/report/report.html#evaluation"
+    ), links
+
+
+def test_an_unanswered_approval_times_out_as_a_rejection(airflow, dag):
+    """require_approval with a 3.6 s timeout and nobody answering: the scheduler answers
+    the request's default (Reject), the approve task records a timeout, the report says
+    so and publish skips; the run itself succeeds (a rejection is not a failure)."""
+    conf = {
+        **CONF,
+        "model_name": "e2e-unreviewed",
+        "require_approval": True,
+        "approval_timeout_hours": 0.001,
+    }
+    run = airflow.trigger_and_wait(dag, conf)
+    run_id = run["dag_run_id"]
+    states = airflow.task_instances(dag, run_id)
+    assert run["state"] == "success", airflow.diagnose(dag, run_id)
+    assert states["approve"] == states["report"] == "success", states
+    assert states["publish"] == "skipped", states
+    folder = run_dir(airflow.artifacts, dag, run_id)
+    summary = json.loads((folder / "report" / "summary.json").read_text(encoding="utf-8"))
+    assert summary["approval"]["decision"] == "timed_out", summary["approval"]
+    assert "nobody approved publishing before the timeout" in airflow.task_log(
+        dag, run_id, "publish"
+    )
+    assert not (airflow.artifacts / "models" / "e2e-unreviewed").exists()
+
+
 def test_file_outside_the_data_roots_fails_at_prepare(airflow, dag):
     conf = {**CONF, "model_name": "e2e-refused", "data_files": ["/etc/passwd"]}
     run = airflow.trigger_and_wait(dag, conf)
@@ -104,6 +183,9 @@ def test_asset_event_starts_the_data_change_dag(airflow):
         return started[0] if started else None
 
     run = airflow.wait(f"{DATA_CHANGE} to start from the event", asset_triggered_run, timeout=180)
+    # The data-change DAG asks a reviewer before it replaces the champion.
+    answer = airflow.answer_approval(DATA_CHANGE, run["dag_run_id"], "Approve", "numbers hold")
+    assert answer["chosen_options"] == ["Approve"], answer
     path = f"/api/v2/dags/{DATA_CHANGE}/dagRuns/{urllib.parse.quote(run['dag_run_id'], safe='')}"
     run = airflow.wait(
         f"{DATA_CHANGE} run {run['dag_run_id']} to finish",
@@ -122,6 +204,8 @@ def test_asset_event_starts_the_data_change_dag(airflow):
     assert plan["model_name"] == "e2e-retrained"  # the event's params, not the form's
     summary = json.loads((folder / "report" / "summary.json").read_text(encoding="utf-8"))
     assert summary["champion"]["decision"] == "promote"
+    assert summary["approval"]["decision"] == "approved", summary["approval"]
+    assert summary["approval"]["by"] == "admin" and summary["approval"]["reason"] == "numbers hold"
     assert "no champion" in summary["champion"]["reason"]
     assert "## Champion / challenger" in (folder / "report" / "report.md").read_text()
     assert (airflow.artifacts / "models" / "e2e-retrained" / "latest.json").is_file()

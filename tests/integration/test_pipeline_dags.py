@@ -41,7 +41,9 @@ def test_data_change_promotes_a_better_model_and_keeps_the_champion_otherwise(
     model store's latest.json after each decision."""
     artifacts = tmp_path / "artifacts"
     dag_env = {**dag_env, "SLMOPS_TRACKING": "on"}
+    # No reviewer in `dags test` (tests/e2e answers one over the REST API).
     weak = {**conf, "model_name": "tones", "max_steps": 35, "eval_steps": 5}
+    weak["require_approval"] = False
     strong = {**weak, "max_steps": 45}
 
     first, output = run_dag(dag_env, artifacts, weak, DATA_CHANGE, "2026-11-29T01:00:00+00:00")

@@ -9,6 +9,7 @@ import pytest
 from dag_runs import read_json, run_dag
 
 from slmops.pipeline import locations
+from slmops.pipeline.alerts import read as read_alerts
 
 pytestmark = pytest.mark.integration
 
@@ -28,6 +29,7 @@ def test_run_publishes_and_a_cleared_rerun_redoes_nothing(dag_env, conf, tmp_pat
         "gpu_targets": "success",
         "optimize[0]": "success",
         "optimize_gpu": "skipped",
+        "approve": "skipped",  # require_approval is off
         "report": "success",
         "publish": "success",
     }
@@ -93,3 +95,7 @@ def test_failing_gate_stops_at_evaluate_and_exports_nothing(dag_env, conf, tmp_p
     assert summary["stages"]["evaluation"] == "FAIL"
     assert summary["stages"]["optimize[cpu-fp32]"] == "no result"
     assert summary["passed"] is False
+    # The failed gate was announced (the default channel: the log and alerts.jsonl).
+    (alert,) = [a for a in read_alerts(run) if a["kind"] == "gate_failed"]
+    assert alert["task_id"] == "evaluate" and "min_metric[accuracy]" in alert["message"]
+    assert "slmops alert" in output or alert["message"] in output

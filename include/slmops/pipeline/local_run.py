@@ -105,6 +105,11 @@ def run_pipeline(
     if failure is not None:
         raise failure
     if publish:  # after the report, which the published version carries (as in the DAG)
+        if plan["params"].get("require_approval"):
+            log(
+                "require_approval asks for a reviewer in the Airflow UI; `slmops run` has "
+                "none and publishes (use --no_publish to keep the model out)"
+            )
         try:
             published = stages.publish(run_dir, Path(plan["models_root"]), log=log)
             summary["published"] = published["path"]

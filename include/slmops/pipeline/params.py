@@ -51,6 +51,8 @@ _TITLES = {
     "max_seq_len": "Max sequence length (tokens)",
     "num_processes": "Training processes",
     "fsdp": "FSDP (shard the model across GPUs)",
+    "require_approval": "Require approval before publishing",
+    "approval_timeout_hours": "Approval timeout (hours)",
     "targets": "ONNX targets",
     "suite": "Validation suite",
 }
@@ -165,6 +167,20 @@ class PipelineParams(BaseModel):
     )
     benchmark: bool = Field(True, description="time each export against PyTorch")
 
+    # Review
+    require_approval: bool = Field(
+        False,
+        description="a reviewer approves or rejects publishing in the Airflow UI (the approve "
+        "task shows the gates, the scores and sample answers); reject keeps the model out",
+    )
+    approval_timeout_hours: float = Field(
+        72.0,
+        gt=0,
+        le=720,
+        description="hours the approve task waits for a reviewer (holding no worker slot); "
+        "no answer by then counts as reject",
+    )
+
     _split_lists = field_validator(*_LIST_FIELDS, mode="before")(split_commas)
 
     @field_validator("targets")
@@ -276,7 +292,10 @@ FORM_SECTIONS: dict[str, tuple[str, ...]] = {
         "promotion_margin",
     ),
     "Export": ("targets", "benchmark"),
+    "Review": ("require_approval", "approval_timeout_hours"),
 }
+# Fields that only the single-model pipeline's DAGs show (not the multi-adapter one).
+REVIEW_FIELDS = FORM_SECTIONS["Review"]
 
 
 def split_settings(conf: dict, model: type[BaseModel]) -> tuple[BaseModel, dict]:

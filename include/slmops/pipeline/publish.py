@@ -18,7 +18,7 @@ from slmops import __version__
 from slmops.artifacts import atomic_directory, atomic_write_json
 from slmops.errors import NotPromoted, PublishError
 from slmops.layout import ADAPTER, ONNX_FOLDER, REPORT_FILES, ModelStore, RunLayout
-from slmops.pipeline import locations
+from slmops.pipeline import approval, locations
 from slmops.pipeline.champion import KEEP, read_decision
 from slmops.pipeline.plan import read_plan
 from slmops.pipeline.summary import collect
@@ -51,6 +51,9 @@ def publish(run_dir: Path, models_root: Path) -> dict:
     decision = read_decision(run_dir)
     if decision and decision["decision"] == KEEP:
         raise NotPromoted(f"run {plan['run_id']} is not published: {decision['reason']}")
+    rejected = approval.refusal(run_dir)
+    if rejected:
+        raise NotPromoted(f"run {plan['run_id']} is not published: {rejected}")
     name = plan["model_name"]
     version = locations.safe_name(plan["run_id"])
     final = ModelStore(models_root).version(name, version)

@@ -119,7 +119,7 @@ def gate(name: str, passed: bool) -> dict:
 @pytest.fixture
 def finished_run(roots, form):
     """A factory of run folders as the stages leave them, without any model:
-    ``finished_run(run_id=..., passed=..., target=...)`` plans the run with ``prepare``
+    ``finished_run(run_id=..., passed=..., target=..., **params)`` plans the run with ``prepare``
     (model_name "tones", one target) and writes validation.json, training_metrics.json,
     an adapter, evaluation.json and the target's export.json, parity.json,
     benchmark.json and model.onnx. ``passed=False`` fails the evaluation gates and
@@ -134,9 +134,10 @@ def finished_run(roots, form):
         passed: bool = True,
         target: str = "cpu-int4",
         fine_tuned: float = 0.98,
+        **params,
     ) -> Path:
         plan = prepare(
-            {**form, "targets": [target]},
+            {**form, "targets": [target], **params},
             dag_id=dag_id,
             run_id=run_id,
             artifacts_root=roots.artifacts,
@@ -172,6 +173,15 @@ def finished_run(roots, form):
                     "fine_tuned": {"metrics": {"accuracy": fine_tuned}},
                 },
                 "gates": gates,
+                "samples": [
+                    {
+                        "prompt": f"<|im_start|>user\nphrase {row} | with a pipe<|im_end|>\n",
+                        "reference": "joyful",
+                        "base_answer": "",
+                        "fine_tuned_answer": "joyful",
+                    }
+                    for row in range(12)
+                ],
             },
         )
         if passed:

@@ -41,7 +41,7 @@ def test_runs_compares_two_runs_settings_and_numbers(tracked_root, tracking_on, 
 
     assert main(["runs", "--artifacts_root", root, "--compare", "manual__1", "manual__cmp"]) == 0
     text = capsys.readouterr().out
-    assert "learning_rate" in text and "(29 settings are the same)" in text
+    assert "learning_rate" in text and "(31 settings are the same)" in text
 
 
 def test_runs_names_an_unknown_run(tracked_root, tracking_on, capsys):
