@@ -45,6 +45,7 @@ COSMETIC_FIELDS = frozenset(
         "save_total_limit",
         "per_device_eval_batch_size",
         "merge_adapter",
+        "logits",  # the same loss either way
     }
 )
 
@@ -133,6 +134,12 @@ class FinetuneConfig(DataConfig):
         "longest",
         description="longest: pad each batch to its longest row; max_length: pad every row "
         "to --max_seq_len (slower, shown for comparison with olive finetune)",
+    )
+    logits: Literal["labeled", "all"] = Field(
+        "labeled",
+        description="labeled: the LM head computes logits only where the next token is "
+        "trained on (the same loss, less work); all: at every position, as olive finetune "
+        "does (shown for comparison). A custom --loss always gets all logits",
     )
     packing: bool = Field(
         False,

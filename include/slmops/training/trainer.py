@@ -56,17 +56,55 @@ def shifted_cross_entropy(logits, labels, num_items_in_batch=None):
     return total / count
 
 
-def build_trainer(*, loss_hook: Callable | None = None, **kwargs):
-    """A ``SlmopsTrainer``; built here so transformers is imported only when training."""
+def labeled_positions(labels):
+    """Where the LM head is needed: a (batch, seq) bool mask of the positions whose next
+    token is a training target. The prompt's positions (most of a classification row) and
+    the padding need no logits: with a 49k-token vocabulary the head is a fifth of the
+    FLOPs per token of a 135M model."""
+    import torch
+
+    keep = torch.zeros_like(labels, dtype=torch.bool)
+    keep[:, :-1] = labels[:, 1:] != IGNORE_INDEX
+    return keep
+
+
+def labeled_cross_entropy(outputs, labels, num_items_in_batch=None):
+    """The causal-LM loss from logits computed only at ``labeled_positions(labels)``
+    (shape (targets, vocab), in the mask's row-major order): the same sum over targets and
+    the same normalisation as transformers' own loss, without the other positions."""
+    import torch
+
+    targets = labels[:, 1:]
+    targets = targets[targets != IGNORE_INDEX].to(outputs.logits.device)
+    total = torch.nn.functional.cross_entropy(outputs.logits.float(), targets, reduction="sum")
+    count = num_items_in_batch if num_items_in_batch is not None else max(len(targets), 1)
+    return total / count
+
+
+def computes_labeled_logits(model) -> bool:
+    """Whether the model's forward takes a per-row mask of the logits to compute
+    (``logits_to_keep``, transformers' causal LMs)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "logits_to_keep" in inspect.signature(base.forward).parameters
+
+
+def build_trainer(*, loss_hook: Callable | None = None, labeled_logits: bool = False, **kwargs):
+    """A ``SlmopsTrainer``; built here so transformers is imported only when training.
+    ``labeled_logits`` (without a ``loss_hook``, which gets every logit): the LM head runs
+    only where the loss needs it."""
     from transformers import Trainer
 
     class SlmopsTrainer(Trainer):
         def __init__(self, **trainer_kwargs):
-            super().__init__(compute_loss_func=loss_hook, **trainer_kwargs)
+            loss = labeled_cross_entropy if labeled_logits and not loss_hook else loss_hook
+            super().__init__(compute_loss_func=loss, **trainer_kwargs)
             self.train_tokens = 0
+            self.labeled_logits = loss is labeled_cross_entropy
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             tokens = inputs.pop(TOKEN_COUNT, 0)
+            if self.labeled_logits and "labels" in inputs:
+                inputs = {**inputs, "logits_to_keep": labeled_positions(inputs["labels"])}
             result = super().compute_loss(
                 model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
             )
@@ -148,6 +186,7 @@ def make_trainer(
         )
     trainer = build_trainer(
         loss_hook=loss_hook,
+        labeled_logits=config.logits == "labeled" and computes_labeled_logits(model),
         model=model,
         args=args,
         data_collator=collator,
