@@ -115,14 +115,19 @@ mlflow:
 		--backend-store-uri sqlite:///$(MLFLOW_STORE)/mlflow.db \
 		--default-artifact-root $(MLFLOW_STORE)/artifacts
 
+# Test files run in parallel (pytest-xdist, TEST_WORKERS workers, each with its share of
+# the cores; a file stays on one worker, so its module fixtures start once); the 25
+# slowest tests are listed at the end.
+TEST_WORKERS ?= 2
+PYTEST_PARALLEL := -n $(TEST_WORKERS) --dist loadfile --durations=25
 test: setup
-	@$(PY) -m pytest tests
+	@$(PY) -m pytest tests $(PYTEST_PARALLEL)
 
 test-unit: setup
-	@$(PY) -m pytest tests/unit
+	@$(PY) -m pytest tests/unit $(PYTEST_PARALLEL)
 
 test-integration: setup
-	@$(PY) -m pytest tests/integration
+	@$(PY) -m pytest tests/integration $(PYTEST_PARALLEL)
 
 # lint-imports: the import contracts in pyproject.toml ([tool.importlinter]): no airflow in the
 # library, the package layers, no cycles inside a package. It reads slmops from the editable

@@ -17,6 +17,11 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Under pytest-xdist each worker gets its share of the cores (inherited by the processes
+# a test starts): N workers with a thread per core each would oversubscribe the CPU, and
+# OpenMP threads spin while they wait for each other.
+if workers := int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0")):
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, len(os.sched_getaffinity(0)) // workers)))
 # Airflow, once imported, reads its home and settings: a private one per test session,
 # so tests never touch ~/airflow or a developer's database.
 os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="slmops-test-airflow-")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,11 +30,20 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 pre { background: #f6f8fa; padding: 0.8em; overflow-x: auto; font-size: 0.88em; }
 img { max-width: 100%; border: 1px solid #d0d7de; }
 """
+# Chat-template markers (<|im_start|>, <s>...) that mean nothing to a reader of a prompt.
+_SPECIAL_TOKEN = re.compile(r"<\|[^|<>]{1,40}\|>|</?s>")
 _VERDICT_CLASS = {"PASS": "pass", "FAIL": "fail", "skipped": "skip"}
 
 
 def verdict(passed: bool | None) -> str:
     return {True: "PASS", False: "FAIL", None: "skipped"}[passed]
+
+
+def prompt_tail(prompt: str, width: int = 90) -> str:
+    """The end of a prompt as a reviewer reads it: template markers and runs of white
+    space dropped, at most ``width`` characters (the end is where the question is)."""
+    text = " ".join(_SPECIAL_TOKEN.sub(" ", prompt).split())
+    return text if len(text) <= width else "…" + text[-width:]
 
 
 def cell(value: Any) -> str:

@@ -92,6 +92,13 @@ def test_the_ui_plugin_lists_the_run_and_serves_its_report_to_logged_in_users(ai
     }, run
     assert "cpu-fp32" in run["targets"] and run["evaluation"]["fine_tuned"] is not None, run
 
+    # A report's "Published" link (to the version folder) resolves to this in the UI.
+    version = run["published"]["version"]
+    status, headers, _ = airflow.page(f"/slmops/models/e2e-tones/versions/{version}")
+    assert status == 303 and headers["location"] == f"/slmops/models#e2e-tones-{version}"
+    status, _, models = airflow.page("/slmops/models")
+    assert status == 200 and f'id="e2e-tones-{version}"'.encode() in models, models[:2000]
+
     status, _, listing = airflow.page("/slmops/")
     assert status == 200 and b"e2e-tones" in listing and b"cpu-fp32" in listing, listing[:2000]
     page = f"/slmops/runs/{dag}/{urllib.parse.quote(run['run_id'], safe='')}"

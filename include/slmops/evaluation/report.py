@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from slmops import plots
 from slmops.evaluation.scoring import UNRECOGNISED
-from slmops.report import Document, cell, verdict
+from slmops.report import Document, cell, prompt_tail, verdict
 
 LOSS_PLOT = "loss_curves.png"
-_SPECIAL_TOKEN = re.compile(r"<\|[^|<>]{1,40}\|>|</?s>")
 
 
 def write_report(
@@ -186,15 +184,10 @@ def _samples(document: Document, summary: dict) -> None:
     document.table(
         ["prompt (end)", "reference", *names],
         [
-            [_prompt_tail(row["prompt"]), row["reference"], *(row[f"{n}_answer"] for n in names)]
+            [prompt_tail(row["prompt"]), row["reference"], *(row[f"{n}_answer"] for n in names)]
             for row in samples
         ],
     )
-
-
-def _prompt_tail(prompt: str, width: int = 90) -> str:
-    text = " ".join(_SPECIAL_TOKEN.sub(" ", prompt).split())
-    return text if len(text) <= width else "…" + text[-width:]
 
 
 def _validation(document: Document, validation: dict | None) -> None:

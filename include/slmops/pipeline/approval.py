@@ -9,20 +9,18 @@ A run without a decision file was not asked: nothing here stops it.
 from __future__ import annotations
 
 import datetime
-import re
 from pathlib import Path
 
 from slmops.artifacts import atomic_write_json, read_json_if_any
 from slmops.layout import RunLayout
 from slmops.pipeline.champion import read_decision as read_champion
-from slmops.report import cell, verdict
+from slmops.report import cell, prompt_tail, verdict
 
 APPROVED = "approved"
 REJECTED = "rejected"
 TIMED_OUT = "timed_out"  # nobody answered in time: counts as a rejection
 DECISIONS = (APPROVED, REJECTED, TIMED_OUT)
 SAMPLE_ROWS = 8  # answers shown side by side in the request
-_SPECIAL_TOKEN = re.compile(r"<\|[^|>]*\|>")
 
 
 def record(
@@ -97,17 +95,12 @@ def request(run_dir: Path, *, report_url: str | None = None) -> tuple[str, str]:
     if samples:
         lines += ["", "| prompt (end) | reference | base | fine-tuned |", "|---|---|---|---|"]
         lines += [
-            f"| {_md(_prompt_tail(row['prompt']))} | {_md(row['reference'])} | "
+            f"| {_md(prompt_tail(row['prompt'], 80))} | {_md(row['reference'])} | "
             f"{_md(row.get('base_answer', ''))} | {_md(row['fine_tuned_answer'])} |"
             for row in samples[:SAMPLE_ROWS]
         ]
     lines += ["", "Reject (with a reason) to keep this model out; a timeout counts as reject."]
     return subject, "\n".join(lines)
-
-
-def _prompt_tail(prompt: str, width: int = 80) -> str:
-    text = " ".join(_SPECIAL_TOKEN.sub(" ", prompt).split())
-    return text if len(text) <= width else "…" + text[-width:]
 
 
 def _md(text: object) -> str:

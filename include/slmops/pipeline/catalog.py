@@ -69,6 +69,9 @@ def run_row(run_dir: Path) -> dict | None:
     }
     if summary:
         row["outcome"] = "passed" if summary.get("passed") else "failed"
+        review = row["approval"] or {}
+        if row["outcome"] == "passed" and review.get("approved") is False:
+            row["outcome"] = "rejected"  # the gates passed; a reviewer (or the timeout) said no
         row["stages"] = summary.get("stages") or {}
         row["evaluation"] = summary.get("evaluation")
         row["targets"] = summary.get("targets") or {}

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import base64
 import os
-import re
 from pathlib import Path
 
 from slmops.artifacts import (
@@ -46,7 +45,7 @@ from slmops.pipeline.configs.search import trials_table
 from slmops.pipeline.hpo import read_trials
 from slmops.pipeline.locations import safe_name
 from slmops.pipeline.plan import read_plan
-from slmops.report import Document, cell, verdict
+from slmops.report import Document, cell, prompt_tail, verdict
 from slmops.tracking.runs import read_status as tracking_status
 
 NO_RESULT = "no result"  # the stage did not run, or failed before writing one
@@ -70,7 +69,6 @@ LOSS_PLOT = "loss_curves.png"
 CONFUSION_PLOTS = ("confusion_fine_tuned.png", "confusion_base.png")
 SAMPLE_ROWS = 8  # evaluation answers shown on the page
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_SPECIAL_TOKEN = re.compile(r"<\|[^|<>]{1,40}\|>|</?s>")  # chat-template markers in prompts
 
 
 def collect(run_dir: Path) -> dict:
@@ -564,15 +562,10 @@ def _agreement(folder: Path) -> dict | None:
 def _samples(rows: list[dict]) -> list[dict]:
     return [
         {
-            "prompt": _prompt_tail(str(row.get("prompt", ""))),
+            "prompt": prompt_tail(str(row.get("prompt", ""))),
             "reference": row.get("reference"),
             "base": row.get("base_answer"),
             "fine_tuned": row.get("fine_tuned_answer"),
         }
         for row in rows[:SAMPLE_ROWS]
     ]
-
-
-def _prompt_tail(prompt: str, width: int = 90) -> str:
-    text = " ".join(_SPECIAL_TOKEN.sub(" ", prompt).split())
-    return text if len(text) <= width else "…" + text[-width:]

@@ -3,6 +3,7 @@ initialised under the cluster folder, run as local processes bound to 127.0.0.1.
 
 from __future__ import annotations
 
+import fcntl
 import glob
 import os
 import pwd
@@ -10,6 +11,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 from pathlib import Path
 
 from slmops_airflow.cluster.errors import ClusterError
@@ -19,6 +21,10 @@ PACKAGES = ("postgresql", "redis-server")
 # Debian's postgresql keeps its server programs outside PATH.
 _PG_BIN_GLOB = "/usr/lib/postgresql/*/bin"
 DB_USER = "airflow"
+# One apt-get at a time on this machine (our own installs take it; dpkg's lock, waited
+# for below, covers everyone else's).
+APT_LOCK = Path(tempfile.gettempdir()) / "slmops-apt.lock"
+APT_WAIT = ("-o", "DPkg::Lock::Timeout=600")
 
 
 def postgres_bin() -> Path | None:
@@ -53,10 +59,13 @@ def _apt_install(log: Path) -> None:
         raise ClusterError(f"PostgreSQL and Redis servers are needed and not installed: {how}")
     print(f"installing {' '.join(PACKAGES)} from Debian's packages (log: {log})", flush=True)
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    with log.open("ab") as out:
+    with log.open("ab") as out, APT_LOCK.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if postgres_bin() is not None and shutil.which("redis-server"):
+            return  # installed by another process while this one waited
         for argv in (
-            ["apt-get", "update", "-qq"],
-            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *PACKAGES],
+            ["apt-get", *APT_WAIT, "update", "-qq"],
+            ["apt-get", *APT_WAIT, "install", "-y", "-qq", "--no-install-recommends", *PACKAGES],
         ):
             if subprocess.run(argv, env=env, stdout=out, stderr=subprocess.STDOUT).returncode:
                 raise ClusterError(f"`{' '.join(argv)}` failed (see {log}); {how}")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import mimetypes
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import quote
 
 from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
 from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_dag
@@ -27,7 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from slmops.errors import ConfigError
 from slmops.layout import REPORT_DIR, REPORT_HTML
 from slmops.pipeline import catalog
-from slmops_airflow.ui.links import run_path
+from slmops_airflow.ui.links import PREFIX, run_path
 from slmops_airflow.ui.pages import render
 
 # Served files are the runs' own pages: no scripts, images inline or from the run folder,
@@ -92,6 +93,15 @@ def runs_page(user: GetUserDep, limit: Limit = 100) -> HTMLResponse:
 def models_page(user: GetUserDep) -> HTMLResponse:
     models = _readable_models(catalog.models(artifacts_root()), readable_dags(user))
     return HTMLResponse(render("models.html", models=models, run_url=run_path))
+
+
+@app.get("/models/{name}/versions/{version}", response_model=None)
+def model_version(user: GetUserDep, name: str, version: str) -> Response:
+    """Where a run report's "Published" link lands in the UI (the report links the
+    version folder, which resolves here): that version's row on the models page."""
+    return RedirectResponse(
+        f"{PREFIX}/models#{quote(name, safe='')}-{quote(version, safe='')}", 303
+    )
 
 
 @app.get("/api/runs")

@@ -21,16 +21,16 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
 import pytest
 from browser_page import Page
 
+from slmops_airflow.cluster.services import APT_LOCK, APT_WAIT
+
 DEBIAN_CHROMIUM = Path("/usr/bin/chromium")
 DEBIAN_CHROMEDRIVER = Path("/usr/bin/chromedriver")
 PACKAGES = ("chromium", "chromium-driver")
-INSTALL_LOCK = Path(tempfile.gettempdir()) / "slmops-apt-chromium.lock"
 INSTALL_TIMEOUT_S = 1800
 
 ARTIFACTS_KEY = pytest.StashKey[Path]()
@@ -67,13 +67,11 @@ def _install_chromium(paths: tuple[Path, Path]) -> str | None:
     if os.geteuid() != 0:
         return "installing Debian's packages needs root (apt-get)"
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    # dpkg's own lock: wait for another apt instead of failing at once.
-    wait_for_dpkg = ["-o", "DPkg::Lock::Timeout=600"]
     commands = (
-        [apt_get, *wait_for_dpkg, "update"],
-        [apt_get, *wait_for_dpkg, "install", "-y", *PACKAGES],
+        [apt_get, *APT_WAIT, "update"],
+        [apt_get, *APT_WAIT, "install", "-y", *PACKAGES],
     )
-    with INSTALL_LOCK.open("w") as lock:  # parallel sessions install once, one at a time
+    with APT_LOCK.open("w") as lock:  # one apt-get at a time (the cluster tests install too)
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not _missing(paths):
             return None

@@ -44,6 +44,15 @@ def test_a_reported_published_run_has_its_numbers_approval_and_version(run_dir):
     assert model["versions"][0]["metrics"]["fine_tuned"] == 0.98
 
 
+@pytest.mark.parametrize("decision", [approval.REJECTED, approval.TIMED_OUT])
+def test_a_run_whose_review_said_no_is_listed_as_rejected(run_dir, decision):
+    approval.record(run_dir, decision, by="ana", reason="answers too long")
+    write(run_dir, run_dir / "report")
+
+    (row,) = catalog.runs(artifacts(run_dir))
+    assert row["outcome"] == "rejected" and row["published"] is None
+
+
 def test_alerts_mark_a_run_failed_and_the_newest_are_shown(run_dir):
     for number in range(5):
         alerts.record(
