@@ -186,10 +186,12 @@ def run(argv: list[str]) -> int:
         raise ClusterError("run: give the command to run after --")
     become_subreaper()
     stop_with_parent()  # `make` killed with SIGTERM takes this (and so CMD's tree) along
-    child = subprocess.Popen(argv, start_new_session=True)
     received: list[int] = []
+    # Before the child starts: a signal in between would end this process at once and
+    # leave CMD's tree (in a session of its own) running.
     signal.signal(signal.SIGTERM, lambda signum, _f: received.append(signum))
     signal.signal(signal.SIGINT, lambda signum, _f: received.append(signum))
+    child = subprocess.Popen(argv, start_new_session=True)
     while child.poll() is None and not received:
         time.sleep(0.2)
     me = psutil.Process()
