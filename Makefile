@@ -116,8 +116,8 @@ mlflow:
 		--default-artifact-root $(MLFLOW_STORE)/artifacts
 
 # Test files run in parallel (pytest-xdist, TEST_WORKERS workers, each with its share of
-# the cores; a file stays on one worker, so its module fixtures start once); the 25
-# slowest tests are listed at the end.
+# the cores; a file, and the whole cluster tier, stays on one worker: see tests/conftest.py);
+# the 25 slowest tests are listed at the end.
 TEST_WORKERS ?= 2
 PYTEST_PARALLEL := -n $(TEST_WORKERS) --dist loadfile --durations=25
 test: setup

@@ -19,6 +19,11 @@ Variants per shape:
 - slmops: the default (logits only where the next token is a target).
 
     python benchmarks/train_throughput.py [--steps 15] [--batch 8] [--shapes tones,instructions]
+    python benchmarks/train_throughput.py --profile [--shapes tones]
+
+``--profile`` trains slmops's default on the first shape with torch.profiler over steps 3-6
+and prints where a step's CPU time goes (the top operators, and the optimizer step, the
+batch collation and the evaluation as shares of the training time).
 
 Prints a markdown table and the ratios the issues target: slmops samples/s >= 3x the
 Olive-shaped baseline's on each shape, slmops peak RSS <= 1.10x that of the run before the
@@ -33,6 +38,8 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from slmops.training.config import FinetuneConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 LORA = ["--method", "lora", "--lora_r", "16", "--lora_alpha", "32"]
@@ -77,13 +84,64 @@ def train(flags: list[str], steps: int, batch: int, out: Path) -> dict:
     return metrics
 
 
+def profile(shape: str, batch: int) -> int:
+    """One slmops training in this process, profiled over steps 3-6 (after warm-up)."""
+    import torch
+    from transformers import TrainerCallback
+
+    from slmops.commands import config_from_args  # the CLI's own flag parsing
+    from slmops.commands.finetune import register
+    from slmops.training.run import run
+
+    class Profile(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
+            if state.global_step == 2:
+                self.profiler = torch.profiler.profile(record_shapes=False)
+                self.profiler.__enter__()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 6:
+                self.profiler.__exit__(None, None, None)
+
+    with tempfile.TemporaryDirectory(prefix="slmops-profile-") as tmp:
+        parser = argparse.ArgumentParser()
+        register(parser.add_subparsers(dest="command"))
+        flags = [*SHAPES[shape], *LORA, "-o", tmp, "--max_steps", "8", "--eval_steps", "8"]
+        flags += ["--per_device_train_batch_size", str(batch), "--merge_adapter", "false"]
+        args = parser.parse_args(["finetune", *flags])
+        config = config_from_args(FinetuneConfig, args, config_file=args.config)
+        callback = Profile()
+        run(config, callbacks=[callback])
+    events = callback.profiler.key_averages()
+    total = sum(event.self_cpu_time_total for event in events)
+    print(f"\n{shape}, batch {batch}: steps 3-6 profiled, {total / 1e6:.1f} s of CPU time\n")
+    print("| operator | self CPU s | share | calls |")
+    print("|---|---:|---:|---:|")
+    for event in sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:15]:
+        share = event.self_cpu_time_total / total
+        print(
+            f"| {event.key} | {event.self_cpu_time_total / 1e6:.2f} | {share:.1%} | {event.count} |"
+        )
+    by_name = {event.key: event for event in events}
+    print()
+    for label in ("Optimizer.step", "_fused_adamw", "DataLoader", "collate"):
+        matches = [e for key, e in by_name.items() if label.lower() in key.lower()]
+        if matches:
+            seconds = max(e.cpu_time_total for e in matches) / 1e6
+            print(f"{label}: {seconds:.2f} s in total ({seconds * 1e6 / total:.1%})")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=15)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--shapes", default=",".join(SHAPES), help="comma-separated")
+    parser.add_argument("--profile", action="store_true", help="profile slmops's steps")
     args = parser.parse_args()
     shapes = [name.strip() for name in args.shapes.split(",")]
+    if args.profile:
+        return profile(shapes[0], args.batch)
     rows: dict[tuple[str, str], dict] = {}
     with tempfile.TemporaryDirectory(prefix="slmops-bench-") as tmp:
         runs = [

@@ -36,6 +36,24 @@ os.environ["SLMOPS_TRACKING"] = "off"
 os.environ.pop("MLFLOW_TRACKING_URI", None)
 
 
+def pytest_xdist_make_scheduler(config, log):
+    """pytest-xdist's ``--dist loadfile`` (``make test``), with the cluster tier as one
+    unit: a test file stays on one worker, so its module fixtures (an Airflow, a browser)
+    start once, and every cluster test shares one worker, so one cluster starts. (xdist's
+    own ``loadgroup`` marks do not group under pytest 9: it renames node ids, which pytest
+    9 no longer lets it do.)"""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class TierAwareFileScheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return "tests/cluster" if path.startswith("tests/cluster/") else path
+
+    return TierAwareFileScheduling(config, log)
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     """A random 2-layer Llama + BPE tokenizer saved as a Hugging Face folder."""

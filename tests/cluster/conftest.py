@@ -102,7 +102,9 @@ class Cluster(AirflowRest):
         return self.wait(f"the supervisor to restart {name}", new_process, timeout)
 
 
-@pytest.fixture(scope="session")
+# Package scope (tests/cluster is a package): the cluster stops after this tier's last
+# test; a session fixture kept six Airflow processes busy through every later test.
+@pytest.fixture(scope="package")
 def cluster():
     """The running cluster, logged in as admin; stopped (and checked empty) at the end."""
     from slmops.testing import tiny_pipeline_data
