@@ -15,6 +15,9 @@ import psutil
 import pytest
 from airflow_rest import free_port, tail
 
+from slmops_airflow.cluster.processes import alive
+from slmops_airflow.cluster.settings import without_airflow_settings
+
 pytestmark = pytest.mark.cluster
 
 COMPONENTS = ("scheduler", "api-server", "dag-processor", "triggerer")
@@ -23,7 +26,7 @@ COMPONENTS = ("scheduler", "api-server", "dag-processor", "triggerer")
 @pytest.fixture(scope="module")
 def standalone_env(tmp_path_factory):
     home = tmp_path_factory.mktemp("standalone")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    env = without_airflow_settings()
     env.update(
         PATH=f"{os.path.dirname(sys.executable)}{os.pathsep}{env['PATH']}",
         AIRFLOW_HOME=str(home),
@@ -35,18 +38,6 @@ def standalone_env(tmp_path_factory):
         AIRFLOW__TRIGGERER__TRIGGERER_LOG_SERVER_PORT=str(free_port()),
     )
     return home, env
-
-
-def _alive(processes: list[psutil.Process]) -> list[psutil.Process]:
-    """Still running (a zombie has ended; init collects it)."""
-    found = []
-    for process in processes:
-        try:
-            if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
-                found.append(process)
-        except psutil.NoSuchProcess:
-            continue
-    return found
 
 
 def _components(tree: list[psutil.Process]) -> set[str]:
@@ -86,7 +77,7 @@ def test_signal_stops_standalone_and_every_process_it_started(standalone_env, si
         wrapper.send_signal(sig)
         assert wrapper.wait(120) == 128 + sig, tail(log)
         psutil.wait_procs(tree, timeout=30)
-        described = [" ".join(p.cmdline()[:4]) for p in _alive(tree)]
+        described = [" ".join(p.cmdline()[:4]) for p in alive(tree)]
         assert not described, f"left running after {sig.name}: {described}"
     finally:
         if wrapper.poll() is None:

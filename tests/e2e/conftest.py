@@ -21,6 +21,8 @@ import psutil
 import pytest
 from airflow_rest import AirflowRest, free_port, tail
 
+from slmops_airflow.cluster.settings import without_airflow_settings
+
 REPO = Path(__file__).resolve().parents[2]
 AIRFLOW = Path(sys.executable).with_name("airflow")
 COMPONENTS = ("api-server", "scheduler", "dag-processor")
@@ -62,7 +64,7 @@ class Airflow(AirflowRest):
 def airflow_env(home: Path, root: Path, port: int, password_file: Path) -> dict[str, str]:
     """The process env without inherited Airflow settings (AIRFLOW__*, AIRFLOW_CONFIG, ...),
     plus this stack's."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("AIRFLOW")}
+    env = without_airflow_settings()
     url = f"http://127.0.0.1:{port}"
     env.update(
         AIRFLOW_HOME=str(home),

@@ -99,10 +99,16 @@ class Secrets:
         return made
 
 
+def without_airflow_settings() -> dict[str, str]:
+    """This process's environment without inherited Airflow settings (AIRFLOW_HOME,
+    AIRFLOW__*, AIRFLOW_CONFIG...): the start of an Airflow process's own environment."""
+    return {key: value for key, value in os.environ.items() if not key.startswith("AIRFLOW")}
+
+
 def airflow_env(settings: ClusterSettings, keys: Secrets) -> dict[str, str]:
     """Every Airflow component's environment: this process's without inherited Airflow
     settings, then cluster.env, then what is particular to this machine."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    env = without_airflow_settings()
     env.update(read_env_file(ENV_FILE))
     database = (
         f"postgresql+psycopg2://airflow:{keys.postgres_password}@{HOST}:"
