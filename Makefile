@@ -120,8 +120,15 @@ mlflow:
 # the 25 slowest tests are listed at the end.
 TEST_WORKERS ?= 2
 PYTEST_PARALLEL := -n $(TEST_WORKERS) --dist loadfile --durations=25
+# Two sessions, each timed by pytest: the library, DAG, integration and REST e2e tiers,
+# then the tiers that start whole stacks (the Celery cluster, the browser against a real
+# Airflow), which run beside each other. Both always run; either failing fails the target.
+SERVICE_TIERS := tests/cluster tests/e2e/browser
 test: setup
-	@$(PY) -m pytest tests $(PYTEST_PARALLEL)
+	@status=0; \
+	$(PY) -m pytest tests $(addprefix --ignore=,$(SERVICE_TIERS)) $(PYTEST_PARALLEL) || status=$$?; \
+	$(PY) -m pytest $(SERVICE_TIERS) $(PYTEST_PARALLEL) || status=$$?; \
+	exit $$status
 
 test-unit: setup
 	@$(PY) -m pytest tests/unit $(PYTEST_PARALLEL)
