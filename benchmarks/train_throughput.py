@@ -153,7 +153,13 @@ def main() -> int:
             runs += [("tones", name, SHAPES["tones"] + flags) for name, flags in METHODS.items()]
         for index, (shape, name, flags) in enumerate(runs):
             print(f"training {shape}: {name} ...", file=sys.stderr, flush=True)
-            rows[shape, name] = train(flags, args.steps, args.batch, Path(tmp) / str(index))
+            rows[shape, name] = m = train(flags, args.steps, args.batch, Path(tmp) / str(index))
+            print(
+                f"  {m['samples_per_second']:.2f} samples/s, peak RSS "
+                f"{m['peak_memory_mb']['rss']:,.0f} MB",
+                file=sys.stderr,
+                flush=True,
+            )
 
     print(f"\n{args.steps} steps, batch {args.batch}, CPU\n")
     print(

@@ -23,6 +23,7 @@ A training folder (``TrainingLayout``, also what ``slmops finetune -o`` writes):
 
     run.json, training_metrics.json, checkpoints/, adapter/ or merged/, tensorboard/
     evaluation/evaluation.json, evaluation/gates.json
+    evaluation/eval_set.json, evaluation/fine_tuned_answers.json   (read by parity, champion)
     onnx/TARGET/export.json, parity.json, benchmark.json
 
 The published models (``ModelStore``, ARTIFACTS/models)::
@@ -76,6 +77,8 @@ GROUP_ERROR = "group-error.json"
 EVALUATION_FOLDER = "evaluation"  # RUN_PATH/evaluation when no --output_path is given
 EVALUATION_NAME = "evaluation.json"
 GATES_NAME = "gates.json"
+EVAL_SET_NAME = "eval_set.json"  # the eval set evaluate scored, with its fingerprint
+ANSWERS_NAME = "fine_tuned_answers.json"  # the fine-tuned model's greedy answers on it
 ONNX_FOLDER = "onnx"  # RUN_PATH/onnx/<target> when no --output_path is given
 EXPORT_RECORD = "export.json"
 PARITY_NAME = "parity.json"
@@ -143,6 +146,16 @@ class TrainingLayout:
     @property
     def evaluation_report(self) -> Path:
         return self.evaluation / EVALUATION_NAME
+
+    @property
+    def eval_set(self) -> Path:
+        """The eval set evaluate scored; parity and champion read it when it matches."""
+        return self.evaluation / EVAL_SET_NAME
+
+    @property
+    def fine_tuned_answers(self) -> Path:
+        """The fine-tuned model's greedy token ids on that eval set, for parity."""
+        return self.evaluation / ANSWERS_NAME
 
     def onnx(self, target: str | None = None) -> Path:
         """onnx/, or one target's export folder onnx/TARGET."""

@@ -6,6 +6,10 @@ batched greedy generation and are scored on the same rows; the gates then judge 
 training history and the scores. Everything lands in one folder, written whole or not at
 all: evaluation.json, gates.json, predictions.jsonl, report.md, report.html and the plots.
 A failed gate raises ``GateFailure`` after the folder is written, so the report says why.
+For the stages after it, the folder also holds the eval set it scored (eval_set.json) and
+the fine-tuned model's answers as token ids (fine_tuned_answers.json): parity and
+champion / challenger read them instead of building the set and generating them again
+(``eval_set.for_run``, ``answers.reusable``).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any
 from slmops.artifacts import atomic_directory, atomic_write_json, atomic_write_text
 from slmops.devices import place
 from slmops.errors import GateFailure
+from slmops.evaluation import answers as stored_answers
 from slmops.evaluation import eval_set, gates
 from slmops.evaluation.config import (
     LOWER_IS_BETTER,
@@ -36,8 +41,8 @@ from slmops.evaluation.scoring import (
     language_modeling_metrics,
     text_metrics,
 )
-from slmops.inference import greedy_complete
-from slmops.layout import EVALUATION_NAME, GATES_NAME
+from slmops.inference import decode_answers, greedy_token_ids
+from slmops.layout import ANSWERS_NAME, EVAL_SET_NAME, EVALUATION_NAME, GATES_NAME, MERGED
 from slmops.models import (
     load_causal_lm,
     quiet_libraries,
@@ -75,6 +80,8 @@ def run(config: EvaluateConfig, *, log: Log = no_log) -> EvaluationResult:
         atomic_write_json(folder / GATES_NAME, [record.as_dict() for record in records])
         lines = (json.dumps(row, ensure_ascii=False) + "\n" for row in predictions)
         atomic_write_text(folder / PREDICTIONS_NAME, "".join(lines))
+        eval_set.store(eval_plan, folder / EVAL_SET_NAME)
+        _store_answers(folder / ANSWERS_NAME, eval_plan, config, device, scored["fine_tuned"])
         write_report(folder, summary, eval_plan.history, eval_plan.validation)
     result = EvaluationResult(config.output_dir, summary, records)
     for record in records:
@@ -106,7 +113,24 @@ def _score_models(
     if eval_plan.adapter is not None:
         model = apply_adapter(model, eval_plan.adapter, eval_plan.base.name)
     scored["fine_tuned"] = _score("fine_tuned", model, eval_plan, config, log)
+    scored["fine_tuned"]["weights"] = _identities(model, eval_plan, config)
     return scored
+
+
+def _identities(model, eval_plan: EvalPlan, config: EvaluateConfig) -> list[dict]:
+    """The fine-tuned model's weights as files (``answers.weights``): the folder loaded
+    and the adapter applied, and the run's merged/ when it holds exactly these weights
+    (what parity loads from a LoRA run)."""
+    if eval_plan.task == "language_modeling":
+        return []  # no answers to store
+    loaded = eval_plan.fine_tuned_model or eval_plan.base.path
+    identities = [stored_answers.weights(loaded, eval_plan.adapter)]
+    outputs = (eval_plan.history or {}).get("outputs", {})
+    if eval_plan.adapter is not None and config.run_path is not None and outputs.get(MERGED):
+        merged = Path(config.run_path) / outputs[MERGED]
+        if stored_answers.holds(model, merged):
+            identities.append(stored_answers.weights(merged, None))
+    return identities
 
 
 def _score(name: str, model, eval_plan: EvalPlan, config: EvaluateConfig, log: Log) -> dict:
@@ -115,14 +139,15 @@ def _score(name: str, model, eval_plan: EvalPlan, config: EvaluateConfig, log: L
     scores: dict[str, Any] = {"answers": None}
     metrics: dict[str, float] = {}
     if eval_plan.task != "language_modeling":
-        answers = greedy_complete(
+        token_ids = greedy_token_ids(
             model,
             eval_plan.tokenizer,
             [example.prompt for example in examples],
             max_new_tokens=eval_plan.max_new_tokens,
             batch_size=config.per_device_eval_batch_size,
         )
-        scores["answers"] = answers
+        answers = decode_answers(eval_plan.tokenizer, token_ids)
+        scores["answers"], scores["token_ids"] = answers, token_ids
         answer_scores = score_answers(eval_plan, answers, config.extra_metrics or ())
         metrics.update(answer_scores.pop("metrics"))
         scores.update(answer_scores)
@@ -151,6 +176,27 @@ def score_answers(eval_plan: EvalPlan, answers: list[str], extra_metrics=()) -> 
         scored["metrics"].update(text_metrics(extra_metrics, answers, eval_plan.references))
         return {"predicted_labels": predicted, **scored}
     return {"metrics": generation_metrics(answers, eval_plan.references, extra_metrics)}
+
+
+def _store_answers(
+    path: Path, eval_plan: EvalPlan, config: EvaluateConfig, device: str, scores: dict
+) -> None:
+    """The fine-tuned model's token ids, keyed as ``answers.reusable`` checks them."""
+    if scores.get("token_ids") is None:
+        return  # a language-modelling run: no answers
+    stored_answers.write(
+        path,
+        eval_set=eval_plan.fingerprint,
+        weights=scores["weights"],
+        generation=stored_answers.generation(
+            eval_plan.tokenizer,
+            [example.prompt for example in eval_plan.data.eval],
+            max_new_tokens=eval_plan.max_new_tokens,
+            batch_size=config.per_device_eval_batch_size,
+            device=device,
+        ),
+        token_ids=scores["token_ids"],
+    )
 
 
 def _judge(
@@ -193,7 +239,7 @@ def _summary(
         entry = {
             key: value
             for key, value in scores.items()
-            if key not in ("answers", "predicted_labels")
+            if key not in ("answers", "token_ids", "weights", "predicted_labels")
         }
         entry["model"] = eval_plan.base.name
         if name == "fine_tuned":

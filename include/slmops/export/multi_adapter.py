@@ -8,8 +8,11 @@ out of its own export, so the builder does the layout. The shared base is the ta
 own export (for int4 the builder's k-quant int4, told to leave the LoRA MatMuls float)
 with the LoRA weights turned into graph inputs: a symbolic rank (adapters of different
 ranks share the base) and a rank-1 zero default (no adapter selected = the base model).
-Every adapter is checked name by name and shape by shape against those inputs before
-any ``.onnx_adapter`` file is written (the graph work is ``lora_graph``'s).
+For int4, projections that share an input (q/k/v, gate/up) are then packed into one
+int4 MatMul with one LoRA branch (``lora_fusion``: fewer nodes per decoded token), and
+each adapter's weights are written in that packed layout. Every adapter is checked name
+by name and shape by shape against those inputs before any ``.onnx_adapter`` file is
+written (the graph work is ``lora_graph``'s).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from slmops.errors import ConfigError
 from slmops.export import MODEL_FILE
 from slmops.export.config import require_parent
 from slmops.export.genai_builder import BUILD_LOG, build_with_genai
+from slmops.export.lora_fusion import fuse_adapter, fuse_lora_model
 from slmops.export.lora_graph import (
     check_matches,
     lora_inputs,
@@ -84,9 +88,10 @@ def generate_adapters(
         )
         _build_base(base.path, adapters, folder, Path(staging), target, lora_nodes, log)
         inputs = lora_inputs(folder / MODEL_FILE)
+        served = {name: fuse_adapter(tensors, inputs) for name, tensors in weights.items()}
         for name, path in adapters.items():
-            check_matches(name, path, weights[name], inputs)
-        for name, tensors in weights.items():
+            check_matches(name, path, served[name], inputs)
+        for name, tensors in served.items():
             write_adapter(tensors, folder / f"{name}{ADAPTER_SUFFIX}")
         manifest = _manifest(base.name, target, adapters, weights, inputs, started)
         atomic_write_json(folder / MANIFEST, manifest)
@@ -159,6 +164,9 @@ def _build_base(
         for entry in (staging / first_name).iterdir():
             shutil.move(str(entry), folder / entry.name)
     lora_weights_to_inputs(folder / MODEL_FILE)
+    if target.precision == "int4":
+        packed = fuse_lora_model(folder / MODEL_FILE)
+        log(f"packed {packed} groups of int4 projections with their LoRA (q/k/v, gate/up)")
     if target.precision == "int8":
         log("dynamic int8 quantization of the base weights")
         quantize_int8_dynamic(folder / MODEL_FILE, folder / MODEL_FILE, exclude_nodes=lora_nodes)

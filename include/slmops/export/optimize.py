@@ -11,6 +11,12 @@ builder: a folder ``og.Model`` loads as is) and beside it:
 
 A failed degradation gate raises ``GateFailure`` after the folder is written (unless
 ``fail_on_gates`` is off), so the report says why.
+
+The task's process loads the model's weights once: an adapter is merged into the float32
+base in memory and saved for the exporter, and that same model gives parity's PyTorch
+answers before the export starts (so it is not held while the exporter runs). The
+exporter and the benchmark load the saved folder in processes of their own, by design
+(safetensors are memory-mapped, so they share the page cache).
 """
 
 from __future__ import annotations
@@ -34,10 +40,23 @@ from slmops.export.exporter import export_model
 from slmops.export.report import write_report
 from slmops.export.runners import encode_prompts
 from slmops.export.targets import DEFAULT_TARGET, Target
-from slmops.layout import ADAPTER, BENCHMARK_NAME, EXPORT_RECORD, MERGED, PARITY_NAME
-from slmops.models import ResolvedModel, load_padding_tokenizer, quiet_libraries, resolve
+from slmops.layout import (
+    ADAPTER,
+    BENCHMARK_NAME,
+    EXPORT_RECORD,
+    MERGED,
+    PARITY_NAME,
+    TrainingLayout,
+)
+from slmops.models import (
+    ResolvedModel,
+    load_causal_lm,
+    load_padding_tokenizer,
+    quiet_libraries,
+    resolve,
+)
 from slmops.progress import Log, no_log
-from slmops.training.adapters import check_adapter_fits, check_adapter_folder, merge_into_base
+from slmops.training.adapters import apply_adapter, check_adapter_fits, check_adapter_folder
 
 PYTORCH_LABEL = "pytorch-fp32"
 
@@ -96,15 +115,23 @@ def run(config: AutoOptConfig, *, log: Log = no_log) -> OptimizeResult:
     target = config.resolved_target()
     out = config.output_dir(target)
     source = _source(config, log)
+    runnable, why_not = _can_run(target)
     # The merged model is staged beside the output: same disk, gone when done.
     staging_parent = out.parent if out.parent.is_dir() else None
     with tempfile.TemporaryDirectory(prefix=".slmops-merge-", dir=staging_parent) as staging:
-        model_dir = _merged(source, Path(staging), config, log)
+        model_dir, tokenizer, reference = _pytorch_side(
+            config, source, Path(staging), runnable, log
+        )
         with atomic_directory(out) as folder:
             record = _export(config, target, source, model_dir, folder, log)
-            parity_summary, records, bench = _check_and_time(
-                config, target, source, model_dir, folder, record, log
-            )
+            parity_summary, records, bench = None, [], None
+            if runnable:
+                parity_summary, records, bench = _check_and_time(
+                    config, target, source, model_dir, folder, tokenizer, reference, log
+                )
+            else:
+                record["not_run"] = why_not
+                log(f"parity and benchmark skipped: {why_not}")
             record["gates"] = [gate.as_dict() for gate in records]
             record["passed"] = not gates.failed(records)
             atomic_write_json(folder / EXPORT_RECORD, record)
@@ -144,32 +171,73 @@ def _export(
     return record
 
 
+def _pytorch_side(
+    config: AutoOptConfig, source: _Source, staging: Path, runnable: bool, log: Log
+) -> tuple[Path, Any, parity.Reference | None]:
+    """(the folder to export, its tokenizer, parity's PyTorch answers when parity runs
+    here), loading the model's weights once: the merge's model answers for parity."""
+    tokenizer = _tokenizer(source, config)
+    model_dir, model = source.model_dir, None
+    if source.adapter is not None:
+        model_dir, model = _merged(source, staging, tokenizer, config, log)
+    reference = None
+    if runnable and config.parity:
+        if model is None:
+            model = load_causal_lm(str(model_dir), trust_remote_code=config.trust_remote_code)
+        reference = parity.reference(
+            model,
+            tokenizer,
+            source.eval_plan,
+            stored=_stored_answers(config, source),
+            agreement_count=config.agreement_prompts,
+            log=log,
+        )
+    del model
+    gc.collect()
+    return model_dir, tokenizer, reference
+
+
+def _tokenizer(source: _Source, config: AutoOptConfig):
+    """The exported folder's tokenizer, loaded once: the base's (the eval set's, when
+    there is one) for the base or base + adapter, else the fine-tuned folder's own."""
+    if source.adapter is None and source.model_dir != source.base.path:
+        return load_padding_tokenizer(
+            str(source.model_dir), trust_remote_code=config.trust_remote_code
+        )
+    if source.eval_plan is not None and source.eval_plan.base.path == source.base.path:
+        return source.eval_plan.tokenizer
+    return load_padding_tokenizer(source.base, trust_remote_code=config.trust_remote_code)
+
+
+def _stored_answers(config: AutoOptConfig, source: _Source) -> parity.StoredAnswers | None:
+    """Where the evaluate stage of the run may have left the fine-tuned answers."""
+    if config.run_path is None:
+        return None
+    return parity.StoredAnswers(
+        TrainingLayout(config.run_path).fine_tuned_answers, source.model_dir, source.adapter
+    )
+
+
 def _check_and_time(
     config: AutoOptConfig,
     target: Target,
     source: _Source,
     model_dir: Path,
     folder: Path,
-    record: dict,
+    tokenizer,
+    reference: parity.Reference | None,
     log: Log,
 ) -> tuple[dict | None, list[GateRecord], list[dict] | None]:
-    """Parity (with its gate) and benchmark, where the target can run here."""
-    runnable, why_not = _can_run(target)
-    if not runnable:
-        record["not_run"] = why_not
-        log(f"parity and benchmark skipped: {why_not}")
-        return None, [], None
-    tokenizer = load_padding_tokenizer(str(model_dir), trust_remote_code=config.trust_remote_code)
+    """Parity (with its gate; ``reference`` is None when parity is off) and benchmark."""
     parity_summary, records, bench = None, [], None
-    if config.parity:
+    if reference is not None:
         parity_summary, gate = parity.check(
             folder,
             target,
-            model_dir,
+            reference,
             tokenizer,
             source.eval_plan,
             max_degradation=config.max_export_degradation,
-            agreement_count=config.agreement_prompts,
             log=log,
         )
         records.append(gate)
@@ -208,18 +276,19 @@ def _source(config: AutoOptConfig, log: Log) -> _Source:
     return _Source(base, model_dir or base.path, adapter, eval_plan)
 
 
-def _merged(source: _Source, staging: Path, config: AutoOptConfig, log: Log) -> Path:
-    """The folder to export: the adapter merged into the float32 base when there is one."""
-    if source.adapter is None:
-        return source.model_dir
+def _merged(source: _Source, staging: Path, tokenizer, config: AutoOptConfig, log: Log):
+    """(the folder to export, the model in memory): the adapter merged into the float32
+    base (never into 4-bit weights) and saved, as ``training.adapters.merge_into_base``
+    does, keeping the model for parity instead of loading it again."""
     log(f"merging {source.adapter} into the float32 base {source.base.name}")
-    tokenizer = load_padding_tokenizer(source.base, trust_remote_code=config.trust_remote_code)
+    model = load_causal_lm(source.base, trust_remote_code=config.trust_remote_code, dtype="float32")
+    model = apply_adapter(model, source.adapter, source.base.name)
+    model.config.use_cache = True
     merged = staging / "merged"
-    merge_into_base(
-        source.base, source.adapter, merged, tokenizer, trust_remote_code=config.trust_remote_code
-    )
-    gc.collect()
-    return merged
+    with atomic_directory(merged) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+    return merged, model
 
 
 def _can_run(target: Target) -> tuple[bool, str | None]:

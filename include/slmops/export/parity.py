@@ -7,6 +7,12 @@ Two checks, both greedy and on the same token ids:
   their primary metric;
 - greedy-token agreement on a fixed set of prompts (eval prompts plus a few general ones):
   how much of each answer matches token for token before the first difference.
+
+The PyTorch side (``reference``) runs on a model the caller has loaded (optimize passes
+the merge it has just made). Its answers to the eval rows are the ones the evaluate stage
+stored when they are answers of the same eval set, weights and generation settings
+(``slmops.evaluation.answers``); the agreement prompts are always answered here. The
+summary says which (``reference_answers``).
 """
 
 from __future__ import annotations
@@ -14,9 +20,10 @@ from __future__ import annotations
 import gc
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-from slmops.evaluation import gates
+from slmops.evaluation import answers, gates
 from slmops.evaluation.config import LOWER_IS_BETTER
 from slmops.evaluation.eval_set import EvalPlan
 from slmops.evaluation.gates import GateRecord
@@ -25,7 +32,6 @@ from slmops.export.runners import encode_prompts, greedy_answers, open_exported
 from slmops.export.runners.pytorch import TorchRunner
 from slmops.export.targets import Target
 from slmops.inference import decode_answers, greedy_token_ids
-from slmops.models import load_causal_lm
 from slmops.progress import Log, no_log
 
 # General prompts every parity check includes, whatever the task: they show whether the
@@ -38,6 +44,31 @@ GENERAL_PROMPTS = (
 )
 AGREEMENT_NEW_TOKENS = 32
 SAMPLE_ROWS = 8
+BATCH_SIZE = 16  # the eval rows are answered in batches, as the evaluate stage does
+
+
+@dataclass(frozen=True)
+class StoredAnswers:
+    """Where the evaluate stage's answers may be, and the weights parity's model has: the
+    folder it was loaded from (the base, when an adapter is merged in) and the adapter."""
+
+    path: Path
+    model_dir: Path
+    adapter: Path | None
+
+
+@dataclass
+class Reference:
+    """The PyTorch model's greedy answers (token ids) to the eval rows and to the
+    agreement prompts, what the export must match."""
+
+    scored_prompts: list[str]
+    scored: list[list[int]]
+    new_tokens: int
+    fixed_ids: list[list[int]]
+    fixed: list[list[int]]
+    reuse: dict  # {"reused": bool, "source" or "why"}
+    seconds: float
 
 
 def agreement_prompts(tokenizer, eval_prompts: Sequence[str], count: int) -> list[str]:
@@ -77,42 +108,104 @@ def token_agreement(reference: Sequence[Sequence[int]], exported: Sequence[Seque
     }
 
 
+def reference(
+    model,
+    tokenizer,
+    eval_plan: EvalPlan | None,
+    *,
+    stored: StoredAnswers | None = None,
+    agreement_count: int = 16,
+    batch_size: int = BATCH_SIZE,
+    log: Log = no_log,
+) -> Reference:
+    """The PyTorch side of parity, from ``model`` (loaded in float32 on CPU): the eval
+    rows' answers (the ``stored`` ones when they fit, see ``answers.reusable``) batched as
+    the evaluation stage makes them, so the PyTorch scores equal its report's; the
+    agreement answers one by one, like the export's."""
+    started = time.monotonic()
+    eval_prompts = [example.prompt for example in eval_plan.data.eval] if eval_plan else []
+    scored_prompts = eval_prompts if eval_plan and eval_plan.task != "language_modeling" else []
+    fixed_ids = encode_prompts(
+        tokenizer, agreement_prompts(tokenizer, eval_prompts, agreement_count)
+    )
+    new_tokens = eval_plan.max_new_tokens if eval_plan else AGREEMENT_NEW_TOKENS
+    scored, reuse = _stored_answers(
+        stored, eval_plan, tokenizer, scored_prompts, new_tokens, batch_size
+    )
+    if scored is None:
+        scored = greedy_token_ids(
+            model, tokenizer, scored_prompts, max_new_tokens=new_tokens, batch_size=batch_size
+        )
+    fixed = greedy_answers(TorchRunner(model, tokenizer), fixed_ids, AGREEMENT_NEW_TOKENS)
+    answered = len(fixed_ids) + (0 if reuse["reused"] else len(scored_prompts))
+    how = f"; the {len(scored_prompts)} eval answers are evaluate's" if reuse["reused"] else ""
+    log(f"parity: PyTorch answered {answered} prompts{how}")
+    return Reference(
+        scored_prompts,
+        scored,
+        new_tokens,
+        fixed_ids,
+        fixed,
+        reuse,
+        round(time.monotonic() - started, 2),
+    )
+
+
+def _stored_answers(
+    stored: StoredAnswers | None,
+    eval_plan: EvalPlan | None,
+    tokenizer,
+    prompts: list[str],
+    new_tokens: int,
+    batch_size: int,
+) -> tuple[list[list[int]] | None, dict]:
+    """(evaluate's answers to ``prompts`` when they fit, else None; the reuse record)."""
+    if not prompts:
+        return None, {"reused": False, "why": "no eval rows to answer"}
+    if stored is None or eval_plan is None:
+        return None, {"reused": False, "why": "no stored answers to look at (no run_path)"}
+    generation = answers.generation(
+        tokenizer, prompts, max_new_tokens=new_tokens, batch_size=batch_size, device="cpu"
+    )
+    scored, why = answers.reusable(
+        stored.path,
+        eval_set=eval_plan.fingerprint,
+        model_dir=stored.model_dir,
+        adapter=stored.adapter,
+        generation=generation,
+    )
+    if scored is None:
+        return None, {"reused": False, "why": why}
+    return scored, {"reused": True, "source": str(stored.path)}
+
+
 def check(
     folder: Path,
     target: Target,
-    source_dir: Path,
+    reference: Reference,
     tokenizer,
     eval_plan: EvalPlan | None,
     *,
     max_degradation: float,
-    agreement_count: int = 16,
-    batch_size: int = 16,
     log: Log = no_log,
 ) -> tuple[dict, GateRecord]:
-    """Score the PyTorch model in ``source_dir`` and the export in ``folder`` on the same
-    prompts; returns the parity summary and the degradation gate's record."""
-    eval_prompts = [example.prompt for example in eval_plan.data.eval] if eval_plan else []
-    scored_prompts = eval_prompts if eval_plan and eval_plan.task != "language_modeling" else []
-    fixed = agreement_prompts(tokenizer, eval_prompts, agreement_count)
-    fixed_ids = encode_prompts(tokenizer, fixed)
-    new_tokens = eval_plan.max_new_tokens if eval_plan else AGREEMENT_NEW_TOKENS
-
+    """Score the export in ``folder`` on the prompts ``reference`` answered; returns the
+    parity summary and the degradation gate's record."""
     started = time.monotonic()
-    reference_answers, reference_fixed = _pytorch_answers(
-        source_dir, tokenizer, scored_prompts, fixed_ids, new_tokens, batch_size
-    )
-    log(f"parity: PyTorch answered {len(scored_prompts) + len(fixed)} prompts")
     runner = open_exported(folder, device=target.device)
-    exported_answers = greedy_answers(runner, encode_prompts(tokenizer, scored_prompts), new_tokens)
-    exported_fixed = greedy_answers(runner, fixed_ids, AGREEMENT_NEW_TOKENS)
+    exported_answers = greedy_answers(
+        runner, encode_prompts(tokenizer, reference.scored_prompts), reference.new_tokens
+    )
+    exported_fixed = greedy_answers(runner, reference.fixed_ids, AGREEMENT_NEW_TOKENS)
     del runner
     gc.collect()
 
     summary: dict = {
         "target": target.name,
-        "agreement": token_agreement(reference_fixed, exported_fixed),
+        "agreement": token_agreement(reference.fixed, exported_fixed),
+        "reference_answers": reference.reuse,
     }
-    reference_text = decode_answers(tokenizer, reference_answers)
+    reference_text = decode_answers(tokenizer, reference.scored)
     exported_text = decode_answers(tokenizer, exported_answers)
     record = _degradation(
         summary, eval_plan, reference_text, exported_text, target, max_degradation
@@ -120,11 +213,11 @@ def check(
     summary["samples"] = [
         {"prompt": prompt, "pytorch": ref, target.name: out}
         for prompt, ref, out in zip(
-            scored_prompts[:SAMPLE_ROWS], reference_text, exported_text, strict=False
+            reference.scored_prompts[:SAMPLE_ROWS], reference_text, exported_text, strict=False
         )
     ]
     summary["gate"] = record.as_dict()
-    summary["seconds"] = round(time.monotonic() - started, 2)
+    summary["seconds"] = round(reference.seconds + time.monotonic() - started, 2)
     log(f"parity {target.name}: {record.explanation}; {_agreement_line(summary['agreement'])}")
     return summary, record
 
@@ -142,26 +235,6 @@ def score_exported(
     )
     text = decode_answers(tokenizer, answers)
     return {**score_answers(eval_plan, text), "answers": text}
-
-
-def _pytorch_answers(
-    source_dir: Path,
-    tokenizer,
-    scored_prompts: list[str],
-    fixed_ids: list[list[int]],
-    new_tokens: int,
-    batch_size: int,
-) -> tuple[list[list[int]], list[list[int]]]:
-    """The reference: eval answers batched as the evaluation stage makes them (so the
-    PyTorch scores equal its report's), agreement answers one by one like the export's."""
-    model = load_causal_lm(str(source_dir))
-    scored = greedy_token_ids(
-        model, tokenizer, scored_prompts, max_new_tokens=new_tokens, batch_size=batch_size
-    )
-    fixed = greedy_answers(TorchRunner(model, tokenizer), fixed_ids, AGREEMENT_NEW_TOKENS)
-    del model
-    gc.collect()
-    return scored, fixed
 
 
 def _degradation(

@@ -53,6 +53,12 @@ TARGETS: dict[str, Target] = {
             "CPU servers; the smallest and fastest CPU model",
             # k_quant instead of plain round-to-nearest: on the demo model RTN int4 lost 8
             # accuracy points, k_quant 1.6, at the same size and speed.
+            # Kept after benchmarks/int4_options.py (a 24-step demo fine-tune, PyTorch
+            # 0.825 on 63 rows; decode x this k_quant): no option was within 1 point AND
+            # as fast. last_matmul:int8 with shared_embeddings=false: 0 points, 0.87x,
+            # 2.4x the size (float embedding); last_matmul:int8 tied: 1.6 points, 0.85x;
+            # block_size=16: +1.6, 0.63x; accuracy_level=1: -7.9, 0.61x;
+            # is_symmetric=false and mixed_layers:int8: no gain; block_size=64 fails.
             builder_options=(("algo_config", "k_quant"),),
         ),
         Target(
