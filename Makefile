@@ -149,6 +149,7 @@ format: $(STAMP)
 	@$(VENV)/bin/ruff check --fix .
 
 BENCHMARKS := benchmarks/bench_model_verify.py benchmarks/train_throughput.py \
+	benchmarks/labeled_logits_step.py benchmarks/pipeline_overhead.py \
 	benchmarks/inference.py benchmarks/distributed_throughput.py \
 	benchmarks/orchestration_overhead.py
 
