@@ -95,7 +95,8 @@ def test_the_ui_plugin_lists_the_run_and_serves_its_report_to_logged_in_users(ai
     # A report's "Published" link (to the version folder) resolves to this in the UI.
     version = run["published"]["version"]
     status, headers, _ = airflow.page(f"/slmops/models/e2e-tones/versions/{version}")
-    assert status == 303 and headers["location"] == f"/slmops/models#e2e-tones-{version}"
+    location = urllib.parse.unquote(headers["location"])
+    assert status == 303 and location == f"/slmops/models#e2e-tones-{version}", headers
     status, _, models = airflow.page("/slmops/models")
     assert status == 200 and f'id="e2e-tones-{version}"'.encode() in models, models[:2000]
 

@@ -99,9 +99,8 @@ def models_page(user: GetUserDep) -> HTMLResponse:
 def model_version(user: GetUserDep, name: str, version: str) -> Response:
     """Where a run report's "Published" link lands in the UI (the report links the
     version folder, which resolves here): that version's row on the models page."""
-    return RedirectResponse(
-        f"{PREFIX}/models#{quote(name, safe='')}-{quote(version, safe='')}", 303
-    )
+    anchor = quote(f"{name}-{version}", safe="+:@")  # the row's id, as a fragment
+    return RedirectResponse(f"{PREFIX}/models#{anchor}", 303)
 
 
 @app.get("/api/runs")
