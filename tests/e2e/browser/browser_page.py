@@ -147,9 +147,20 @@ class Page:
     def open(self, path: str) -> None:
         self.driver.get(self.base_url + path)
 
-    def click(self, element) -> None:
-        self.driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", element)
-        element.click()
+    def click(self, element, attempts: int = 3) -> None:
+        """Click once the element is on screen; an overlay of the form (seen once in CI)
+        that intercepts the click gets a second to go away, then the click is retried."""
+        from selenium.common.exceptions import ElementClickInterceptedException
+
+        for attempt in range(attempts):
+            self.driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", element)
+            try:
+                element.click()
+                return
+            except ElementClickInterceptedException:
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(1)
 
     def type_into(self, locate, value: str, *, what: str, attempts: int = 3) -> None:
         """Replace the text of the input ``locate()`` returns with ``value`` and check that
