@@ -151,7 +151,8 @@ format: $(STAMP)
 BENCHMARKS := benchmarks/bench_model_verify.py benchmarks/train_throughput.py \
 	benchmarks/labeled_logits_step.py benchmarks/pipeline_overhead.py \
 	benchmarks/inference.py benchmarks/distributed_throughput.py \
-	benchmarks/orchestration_overhead.py
+	benchmarks/orchestration_overhead.py benchmarks/dag_parse.py \
+	benchmarks/multi_adapter_decode.py
 
 bench: setup
 	@for script in $(BENCHMARKS); do echo "== $$script"; $(PY) $$script; done

@@ -41,6 +41,10 @@ OPTION_SETS: dict[str, dict[str, str]] = {
     BASELINE: {"algo_config": "k_quant"},
     "rtn": {"algo_config": "rtn"},
     "k_quant acc1": {"algo_config": "k_quant", "accuracy_level": "1"},
+    # The CPU EP's default is 4 (activations quantized to int8); 3 computes in bfloat16,
+    # which CPUs with AMX / AVX512-BF16 run natively.
+    "k_quant acc3": {"algo_config": "k_quant", "accuracy_level": "3"},
+    "k_quant acc2": {"algo_config": "k_quant", "accuracy_level": "2"},
     "k_quant b16": {"algo_config": "k_quant", "block_size": "16"},
     "k_quant b64": {"algo_config": "k_quant", "block_size": "64"},
     "k_quant asym": {"algo_config": "k_quant", "is_symmetric": "false"},

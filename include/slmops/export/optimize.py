@@ -56,7 +56,7 @@ from slmops.models import (
     resolve,
 )
 from slmops.progress import Log, no_log
-from slmops.training.adapters import apply_adapter, check_adapter_fits, check_adapter_folder
+from slmops.training.adapters import check_adapter_fits, check_adapter_folder, merge_into_base
 
 PYTORCH_LABEL = "pytorch-fp32"
 
@@ -278,17 +278,16 @@ def _source(config: AutoOptConfig, log: Log) -> _Source:
 
 def _merged(source: _Source, staging: Path, tokenizer, config: AutoOptConfig, log: Log):
     """(the folder to export, the model in memory): the adapter merged into the float32
-    base (never into 4-bit weights) and saved, as ``training.adapters.merge_into_base``
-    does, keeping the model for parity instead of loading it again."""
+    base and saved, the model kept for parity instead of loaded again."""
     log(f"merging {source.adapter} into the float32 base {source.base.name}")
-    model = load_causal_lm(source.base, trust_remote_code=config.trust_remote_code, dtype="float32")
-    model = apply_adapter(model, source.adapter, source.base.name)
-    model.config.use_cache = True
-    merged = staging / "merged"
-    with atomic_directory(merged) as tmp:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-    return merged, model
+    return merge_into_base(
+        source.base,
+        source.adapter,
+        staging / "merged",
+        tokenizer,
+        trust_remote_code=config.trust_remote_code,
+        keep_model=True,
+    )
 
 
 def _can_run(target: Target) -> tuple[bool, str | None]:

@@ -219,9 +219,11 @@ def merge_into_base(
     tokenizer,
     *,
     trust_remote_code: bool = False,
-) -> Path:
+    keep_model: bool = False,
+):
     """Load the base in float32 (never the 4-bit QLoRA weights), merge the adapter into it
-    and save a plain Hugging Face folder, ready for export."""
+    and save a plain Hugging Face folder, ready for export. Returns the folder, or with
+    ``keep_model`` (folder, merged model), for a caller that runs it next (parity)."""
     import torch
 
     base = load_causal_lm(resolved, trust_remote_code=trust_remote_code, dtype=torch.float32)
@@ -230,7 +232,7 @@ def merge_into_base(
     with atomic_directory(out_dir) as tmp:
         merged.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-    return out_dir
+    return (out_dir, merged) if keep_model else out_dir
 
 
 def load_checkpoint_weights(model, checkpoint: Path) -> None:

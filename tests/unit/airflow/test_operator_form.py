@@ -9,6 +9,7 @@ import pytest
 from airflow.sdk.exceptions import ParamValidationError
 from pydantic import BaseModel, Field
 
+from slmops_airflow import form
 from slmops_airflow.form import trigger_form
 
 
@@ -61,6 +62,7 @@ def test_each_param_keeps_type_limits_pattern_title_and_description(params):
         "type": "integer",
         "minimum": 1,
         "maximum": 10,
+        "$schema": "http://json-schema.org/draft-07/schema#",
     }
     assert params["steps"].description == "optimizer steps"
     assert params["name"].schema["pattern"] == "^[a-z]+$"
@@ -162,3 +164,14 @@ def test_the_pipeline_form_mirrors_pipeline_params():
         {**values, "text_template": "{phrase} => {tone}", "template_kind": "template"}
     )
     assert checked.max_steps == values["max_steps"]
+
+
+def test_params_name_draft_07_and_validate_by_it(params):
+    """The dialect keeps each validation cheap (benchmarks/dag_parse.py) and still checks
+    every keyword the form uses: numeric exclusive limits, patterns, enums, nulls."""
+    assert {p.schema["$schema"] for p in params.values()} == {form.SCHEMA_DIALECT}
+    for name, bad in (("rate", 0), ("rate", 1), ("name", "Tones"), ("kind", "x"), ("steps", 11)):
+        with pytest.raises(ParamValidationError):
+            params[name].resolve(bad)
+    assert params["note"].resolve(None) is None
+    assert params["rate"].resolve(0.5) == 0.5

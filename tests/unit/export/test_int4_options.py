@@ -25,6 +25,7 @@ def test_cpu_int4_options_reach_the_builder(monkeypatch, tmp_path):
     options = _captured_options(monkeypatch, tmp_path)
     assert options == dict(TARGETS["cpu-int4"].builder_options)
     assert options["algo_config"] == "k_quant"
+    assert options["matmul_mixed_precision"] == "last_matmul:int8"
 
 
 def test_a_users_builder_options_win_over_the_targets(monkeypatch, tmp_path):
@@ -49,7 +50,11 @@ def test_cpu_int4_default_builds_a_loadable_int4_model(int4_export):
     graph = onnx.load(str(int4_export / "model.onnx"), load_external_data=False).graph
     nbits = {node.name: node for node in graph.node if node.op_type == "MatMulNBits"}
     assert nbits, "no weight-only quantized MatMul in the cpu-int4 export"
-    bits = {next(a.i for a in node.attribute if a.name == "bits") for node in nbits.values()}
-    assert 4 in bits
+    bits = {
+        name: next(a.i for a in node.attribute if a.name == "bits") for name, node in nbits.items()
+    }
+    head = [name for name in bits if "lm_head" in name]
+    assert head and all(bits[name] == 8 for name in head), f"LM head not int8: {bits}"
+    assert {bits[name] for name in bits if name not in head} == {4}, bits
     runner = open_exported(int4_export)
     assert len(list(runner.stream_ids([1, 2, 3], 4, stop_at_eos=False))) == 4
