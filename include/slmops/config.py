@@ -7,13 +7,39 @@ training.config, evaluation.config, export.config, pipeline.params).
 
 from __future__ import annotations
 
+import types
+import typing
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
 
 from slmops.errors import ConfigError
+
+
+class SettingsModel(BaseModel):
+    """Base of the settings models a trigger, a flag or a file fills: unknown keys are
+    refused, numbers must be finite (inf and nan are not JSON, and a gate of inf passes
+    everything) and a boolean is not a number (pydantic would read true as 1)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_booleans_as_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, bool) and info.field_name in cls.model_fields:
+            kinds = _plain_types(cls.model_fields[info.field_name].annotation)
+            if kinds & {int, float} and bool not in kinds:
+                raise ValueError(f"{value} is a boolean; give a number")
+        return value
+
+
+def _plain_types(annotation: Any) -> set:
+    """``int | None`` -> {int, NoneType}; other annotations as themselves."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return {arg for arg in typing.get_args(annotation)}
+    return {annotation}
 
 
 def split_commas(value: Any) -> Any:

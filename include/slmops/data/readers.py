@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import glob
 import json
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -132,6 +133,8 @@ def _read_jsonl(path: Path, text: str) -> tuple[list[dict], list[int]]:
             continue
         try:
             record = json.loads(line)
+        except RecursionError:
+            raise _too_deep(path, number) from None
         except json.JSONDecodeError as exc:
             raise DataError(
                 f"{path}: line {number}, column {exc.colno}: malformed JSON ({exc.msg}); "
@@ -153,6 +156,8 @@ def _read_json(path: Path, text: str) -> tuple[list[dict], list[int]]:
         return _read_jsonl(path, text)
     records, lines = [], []
     position = text.index("[") + 1
+    # Lines are counted from the previous row on, not from the start: linear in the file.
+    line, counted = 1, 0
     try:
         while True:
             position = _skip_space(text, position)
@@ -163,8 +168,8 @@ def _read_json(path: Path, text: str) -> tuple[list[dict], list[int]]:
                 if not text.startswith(",", position):
                     raise json.JSONDecodeError("Expecting ',' delimiter", text, position)
                 position = _skip_space(text, position + 1)
-            record, end = decoder.raw_decode(text, position)
-            line = text.count("\n", 0, position) + 1
+            line, counted = line + text.count("\n", counted, position), position
+            record, end = _decode_value(decoder, text, position, path, line)
             _require_object(record, path, line)
             records.append(record)
             lines.append(line)
@@ -174,16 +179,30 @@ def _read_json(path: Path, text: str) -> tuple[list[dict], list[int]]:
             f"{path}: line {exc.lineno}, column {exc.colno}: malformed JSON ({exc.msg})"
         ) from None
     if text[position:].strip():
-        line = text.count("\n", 0, position) + 1
+        line += text.count("\n", counted, position)
         raise DataError(f"{path}: line {line}: unexpected text after the closing ]")
     return records, lines
+
+
+def _decode_value(decoder: json.JSONDecoder, text: str, position: int, path: Path, line: int):
+    try:
+        return decoder.raw_decode(text, position)
+    except RecursionError:
+        raise _too_deep(path, line) from None
+
+
+def _too_deep(path: Path, line: int) -> DataError:
+    return DataError(
+        f"{path}: line {line}: the row nests objects or lists too deeply to read (past "
+        f"Python's recursion limit, {sys.getrecursionlimit()}); rows are flat records of fields"
+    )
 
 
 def _refuse_single_object(path: Path, text: str) -> None:
     """A pretty-printed object is not JSON Lines; say where the rows should be."""
     try:
         whole = json.loads(text)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         return  # JSON Lines (or broken JSON): the line reader reports it precisely
     lists = [key for key, value in whole.items() if isinstance(value, list)]
     hint = f" (its {lists[0]!r} field holds a list: make that list the whole file)" if lists else ""

@@ -12,9 +12,9 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from slmops.config import split_commas
+from slmops.config import SettingsModel, split_commas
 from slmops.data.config import DataConfig
 from slmops.errors import ConfigError
 from slmops.layout import EVALUATION_FOLDER, METRICS_NAME, TrainingLayout
@@ -48,7 +48,7 @@ def parse_thresholds(value: Any) -> Any:
     return thresholds
 
 
-class GateThresholds(BaseModel):
+class GateThresholds(SettingsModel):
     """Thresholds of the gates that stop a bad model before it is exported."""
 
     model_config = ConfigDict(extra="forbid")

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from slmops import timeouts
 from slmops.errors import BenchmarkError
 
 # Files that hold a model's weights, for its size on disk.
@@ -100,12 +101,19 @@ def _measure_in_child_process(
             ),
             encoding="utf-8",
         )
-        finished = subprocess.run(
-            [sys.executable, "-m", "slmops.export.benchmark", str(request), str(answer)],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        limit = timeouts.BENCHMARK.seconds()
+        try:
+            finished = subprocess.run(
+                [sys.executable, "-m", "slmops.export.benchmark", str(request), str(answer)],
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=limit,
+            )
+        except subprocess.TimeoutExpired:
+            raise BenchmarkError(
+                f"measuring {subject.label} ({subject.path}) {timeouts.BENCHMARK.exceeded(limit)}"
+            ) from None
         if finished.returncode != 0 or not answer.is_file():
             tail = "\n".join(finished.stderr.strip().splitlines()[-8:])
             raise BenchmarkError(f"measuring {subject.label} ({subject.path}) failed:\n{tail}")

@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from slmops.config import split_commas
+from slmops.config import SettingsModel, split_commas
 from slmops.errors import ConfigError
 from slmops.evaluation.config import GateThresholds
 from slmops.export.targets import PRECISIONS, TARGETS, Target, resolve_target
@@ -50,7 +50,7 @@ def require_parent(out: Path, flag: str = "--output_path") -> Path:
     return out
 
 
-class TargetSettings(BaseModel):
+class TargetSettings(SettingsModel):
     """The Olive-style flags that pick a deployment target (or ``--target`` at once)."""
 
     model_config = ConfigDict(extra="forbid")

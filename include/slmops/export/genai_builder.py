@@ -12,6 +12,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from slmops import timeouts
 from slmops.errors import BuilderUnsupported, ExportError
 from slmops.progress import Log, no_log
 
@@ -57,12 +58,24 @@ def build_with_genai(
         if extra:
             command += ["--extra_options", *(f"{key}={value}" for key, value in extra.items())]
         log(f"onnxruntime-genai builder: {precision} for {execution_provider} from {model_dir}")
+        limit = timeouts.BUILDER.seconds()
         with open(log_path, "a", encoding="utf-8") as sink:
             sink.write("$ " + " ".join(command) + "\n")
             sink.flush()
-            finished = subprocess.run(
-                command, stdout=sink, stderr=subprocess.STDOUT, check=False, text=True
-            )
+            try:
+                finished = subprocess.run(
+                    command,
+                    stdout=sink,
+                    stderr=subprocess.STDOUT,
+                    check=False,
+                    text=True,
+                    timeout=limit,
+                )
+            except subprocess.TimeoutExpired:
+                raise ExportError(
+                    f"onnxruntime-genai's builder on {model_dir} "
+                    f"{timeouts.BUILDER.exceeded(limit)}; its output is in {log_path}"
+                ) from None
     if finished.returncode == 0:
         return
     output = Path(log_path).read_text(encoding="utf-8", errors="replace")

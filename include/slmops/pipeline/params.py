@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from slmops.config import describe_validation_error, split_commas
+from slmops.config import SettingsModel, describe_validation_error, split_commas
 from slmops.data.config import DataConfig
 from slmops.errors import ConfigError
 from slmops.evaluation.config import GateThresholds
@@ -62,7 +62,7 @@ def _title(name: str, field: object) -> str:
     return _TITLES.get(name) or name.replace("_", " ").capitalize()
 
 
-class PipelineParams(BaseModel):
+class PipelineParams(SettingsModel):
     """One ``slm_finetune`` run: data, training, gates and export targets."""
 
     model_config = ConfigDict(extra="forbid", field_title_generator=_title)

@@ -32,6 +32,13 @@ def test_data_files_split_on_commas():
         ({**BASE, "completion_field": "x"}, "only applies to text_template"),
         ({"data_files": "a", "text_template": "{a.b}"}, "not a column name"),
         ({"data_files": "a", "text_template": "{a"}, "malformed template"),
+        # A field two billion characters wide would be built for every row.
+        (
+            {"data_files": "a", "text_template": "{a:>2000000000}"},
+            r"placeholder \{a:>2000000000\} has a conversion or format spec; only plain \{a\}",
+        ),
+        ({"data_files": "a", "text_template": "{a:{b}}"}, r"\{a:\{b\}\} has a conversion or"),
+        ({"data_files": "a", "text_template": "x {a!r}"}, r"\{a!r\} has a conversion or"),
         ({**BASE, "epochs": 3}, "Extra inputs are not permitted"),
     ],
 )
@@ -55,3 +62,9 @@ def test_shell_escapes_in_templates_become_characters():
 
 def test_template_placeholders_in_order_without_repeats():
     assert template_placeholders("{b} {a} {b} {{literal}}") == ["b", "a"]
+
+
+def test_a_placeholder_error_names_the_field():
+    with pytest.raises(ValidationError) as raised:
+        DataConfig(data_files="a", text_template="{a:>9}")
+    assert raised.value.errors()[0]["loc"] == ("text_template",)

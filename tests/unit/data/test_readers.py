@@ -42,6 +42,30 @@ def test_json_array_rows_know_the_line_they_start_on(tmp_path):
     assert frame[LINE].tolist() == [2, 6]
 
 
+def test_json_array_line_numbers_stay_right_over_many_rows(tmp_path):
+    """Lines are counted incrementally (linear time); each row still knows its line."""
+    rows = [{"input": f"q{n}", "output": "a\nb" * (n % 3)} for n in range(500)]
+    path = tmp_path / "many.json"
+    path.write_text("[\n" + ",\n\n".join(json.dumps(row, indent=1) for row in rows) + "\n]")
+    frame = read_file(path)
+    text_lines = path.read_text().splitlines()
+    assert len(frame) == 500
+    for number, line in zip(frame["input"], frame[LINE], strict=True):
+        assert text_lines[line - 1] == "{" and f'"{number}"' in text_lines[line]
+
+
+@pytest.mark.parametrize(("name", "line"), [("deep.jsonl", 2), ("deep.json", 3)])
+def test_a_row_nested_too_deeply_names_file_and_line(tmp_path, name, line):
+    deep = "[" * 100_000 + "]" * 100_000
+    path = tmp_path / name
+    if name.endswith(".jsonl"):
+        path.write_text('{"a": "x"}\n{"a": ' + deep + "}\n")
+    else:
+        path.write_text('[\n{"a": "x"},\n{"a": ' + deep + "}\n]")
+    with pytest.raises(DataError, match=rf"{name}: line {line}: the row nests .* too deeply"):
+        read_file(path)
+
+
 def test_json_file_holding_json_lines_is_accepted(tmp_path):
     path = tmp_path / "lines.json"
     path.write_text('{"a": "x"}\n{"a": "y"}\n', encoding="utf-8")

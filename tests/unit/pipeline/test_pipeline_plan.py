@@ -105,11 +105,26 @@ def test_paths_inside_the_roots_resolve(tmp_path, roots):
         ({"template_kind": "template"}, "template_kind template needs text_template"),
         ({"data_name": "org/set"}, "give data_files .* or data_name"),
         ({"unknown": 1}, "unknown: Extra inputs are not permitted"),
+        # A gate of inf passes everything, and inf/nan are not JSON (plan.json).
+        ({"max_loss_gap": float("inf")}, "max_loss_gap: Input should be a finite number"),
+        ({"min_improvement": float("nan")}, "min_improvement: Input should be a finite number"),
+        ({"min_primary_metric": "-inf"}, "min_primary_metric: Input should be a finite"),
+        ({"learning_rate": float("inf")}, "learning_rate: Input should be a finite number"),
+        # true is not 1.
+        ({"lora_r": True}, "lora_r: .*True is a boolean; give a number"),
+        ({"max_steps": False}, "max_steps: .*False is a boolean; give a number"),
+        ({"max_export_degradation": True}, "max_export_degradation: .*boolean"),
     ],
 )
 def test_invalid_params_are_named(tmp_path, roots, conf, message):
     with pytest.raises(ConfigError, match=message):
         make_plan(tmp_path, roots, **conf)
+
+
+def test_a_refused_conf_writes_no_plan(tmp_path, roots):
+    with pytest.raises(ConfigError):
+        make_plan(tmp_path, roots, max_loss_gap=float("inf"))
+    assert not list(tmp_path.rglob("plan.json"))
 
 
 def test_hub_ids_and_bundled_names_pass_through(tmp_path, roots):
