@@ -1,6 +1,7 @@
 """One DAG per pipeline config in include/configs/pipelines/ (slmops.pipeline.configs).
 
-A config that fails to load is an import error naming the file and the field. Set
+A config that fails to load becomes a paused DAG of its own (same id, tag broken-config)
+whose page names the file and the field; the other configs are unaffected. Set
 $SLMOPS_PIPELINES_DIR to read the configs from another folder.
 """
 
@@ -11,10 +12,16 @@ from pathlib import Path
 
 from airflow.sdk import DAG, Asset, AssetOrTimeSchedule
 
-from slmops.pipeline.configs.pipelines import PIPELINES_DIR, PipelineSpec, load_pipelines
+from slmops.pipeline.configs.pipelines import (
+    PIPELINES_DIR,
+    PipelineSpec,
+    load_pipelines,
+    stem_dag_id,
+)
 from slmops.pipeline.params import FORM_SECTIONS, PipelineParams
 from slmops.pipeline.publish import data_asset_uri
 from slmops_airflow.alerts import run_failure_alert
+from slmops_airflow.broken_config import broken_config_dag
 from slmops_airflow.form import trigger_form
 from slmops_airflow.pipeline import DEFAULT_ARGS, cron_timetable, finetune_pipeline
 
@@ -40,12 +47,21 @@ def _doc(path: Path, spec: PipelineSpec) -> str:
     )
 
 
-for _dag_id, (_path, _spec) in load_pipelines(
-    Path(os.environ.get("SLMOPS_PIPELINES_DIR") or PIPELINES_DIR)
-).items():
+_broken: dict[Path, str] = {}
+_loaded = load_pipelines(
+    Path(os.environ.get("SLMOPS_PIPELINES_DIR") or PIPELINES_DIR), broken=_broken
+)
+_built: set[str] = set()
+for _dag_id, (_path, _spec) in _loaded.items():
+    try:
+        _when = _schedule(_spec)
+    except ValueError as _exc:
+        _broken[_path] = f"{_path}: {_exc}"
+        continue
+    _built.add(_dag_id)
     with DAG(
         dag_id=_dag_id,
-        schedule=_schedule(_spec),
+        schedule=_when,
         # No start_date: the first cron run is the next slot, not an immediate run for the last.
         catchup=False,
         doc_md=_doc(_path, _spec),
@@ -62,3 +78,7 @@ for _dag_id, (_path, _spec) in load_pipelines(
         max_active_runs=1 if _spec.champion_challenger else 4,
     ):
         finetune_pipeline(challenge=_spec.champion_challenger)
+
+for _path, _error in _broken.items():
+    _id = stem_dag_id(_path)
+    broken_config_dag(_id if _id not in _built else f"{_id}_broken", _path, _error)

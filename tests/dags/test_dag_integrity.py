@@ -250,25 +250,72 @@ def test_config_driven_dags_take_their_defaults_from_the_yaml(dagbag):
     assert "challenge" not in instructions.task_dict
 
 
-def test_a_wrong_pipeline_config_is_an_import_error_naming_file_and_field(tmp_path):
+def test_a_wrong_pipeline_config_is_reported_alone(tmp_path):
+    """One broken YAML must not take the other config DAGs down with it: it becomes a
+    paused DAG naming file and fields, whose task fails with that error."""
     (tmp_path / "good.yaml").write_text(
         "params: {model_name: good, data_files: [a.csv], text_template: '{q} -> {a}'}\n"
     )
     (tmp_path / "broken.yaml").write_text(
         "params:\n  model_name: broken\n  lora_r: 0\n  targets: [tpu-int2]\n"
     )
+    (tmp_path / "bad_cron.yaml").write_text(
+        "schedule: '99 3 * * 1'\nparams: {model_name: cron, data_files: [a.csv], "
+        "text_template: '{q} -> {a}'}\n"
+    )
+    (tmp_path / "no_data.yaml").write_text(
+        "on_data_change: true\nparams: {model_name: nodata, data_name: org/set, "
+        "text_template: '{q} -> {a}'}\n"
+    )
     env = {**os.environ, "SLMOPS_PIPELINES_DIR": str(tmp_path)}
     probe = subprocess.run(
-        [sys.executable, "-c", _PROBE, str(DAGS_DIR / "slm_pipelines.py")],
+        [sys.executable, "-c", _BROKEN_PROBE, str(DAGS_DIR / "slm_pipelines.py")],
         capture_output=True,
         text=True,
         check=True,
         env=env,
     )
     result = json.loads(probe.stdout.strip().splitlines()[-1])
-    (error,) = result["errors"].values()
-    assert f"{tmp_path / 'broken.yaml'}: params.lora_r: Input should be greater" in error
-    assert "params.targets.0: Input should be 'cpu-int4'" in error
+    assert result["errors"] == {}
+    assert set(result["dags"]) == {"slm_good", "slm_broken", "slm_bad_cron", "slm_no_data"}
+    assert result["dags"]["slm_good"]["tasks"] > 5 and not result["dags"]["slm_good"]["broken"]
+    broken = result["dags"]["slm_broken"]
+    assert broken["broken"] and broken["tasks"] == 1 and broken["paused"]
+    assert f"{tmp_path / 'broken.yaml'}: params.lora_r: Input should be greater" in broken["doc"]
+    assert "params.targets.0: Input should be 'cpu-int4'" in broken["doc"]
+    assert (
+        "'99 3 * * 1' is not a valid 5-field cron expression"
+        in (result["dags"]["slm_bad_cron"]["doc"])
+    )
+    assert "on_data_change needs params.data_files" in result["dags"]["slm_no_data"]["doc"]
+
+
+_BROKEN_PROBE = """
+import json, sys
+import airflow.sdk
+from airflow.dag_processing.dagbag import DagBag
+bag = DagBag(dag_folder=sys.argv[1])
+dags = {
+    dag_id: {
+        "tasks": len(dag.tasks),
+        "broken": "broken-config" in dag.tags,
+        "paused": bool(dag.is_paused_upon_creation),
+        "doc": dag.doc_md or "",
+    }
+    for dag_id, dag in bag.dags.items()
+}
+print(json.dumps({"errors": {p: str(e) for p, e in bag.import_errors.items()}, "dags": dags}))
+"""
+
+
+def test_a_broken_configs_task_fails_with_its_error(tmp_path):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from slmops_airflow.broken_config import broken_config_dag
+
+    dag = broken_config_dag("slm_x", tmp_path / "x.yaml", "x.yaml: params.lora_r: too small")
+    with pytest.raises(AirflowFailException, match="params.lora_r: too small"):
+        dag.get_task("config_error").python_callable()
 
 
 @pytest.mark.parametrize("dag_id", ["slm_finetune_on_data_change", "slm_tone"])

@@ -12,7 +12,9 @@
       targets: [cpu-int4, cpu-int8]
 
 The same file runs without Airflow: ``slmops run --config FILE``. Loading checks every
-field, params included, so a wrong one is a DAG import error naming the file and field.
+field, params included; in Airflow a file that fails to load becomes a paused DAG that
+names the file and the field (its one task fails with the error), and every other file
+still becomes its DAG.
 """
 
 from __future__ import annotations
@@ -28,7 +30,10 @@ from slmops.errors import ConfigError
 from slmops.pipeline.params import PipelineParams
 
 PIPELINES_DIR = Path(__file__).resolve().parents[3] / "configs" / "pipelines"
-_CRON_FIELD = re.compile(r"^[\d*/,\-A-Za-z?LW#]+$")
+# Airflow's cron presets.
+CRON_PRESETS = frozenset(
+    {"@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly", "@annually"}
+)
 
 
 class PipelineSpec(BaseModel):
@@ -53,15 +58,21 @@ class PipelineSpec(BaseModel):
     @field_validator("schedule")
     @classmethod
     def _cron(cls, value: str | None) -> str | None:
-        if value is None or value.startswith("@"):
+        from croniter import croniter  # Airflow's own cron parser
+
+        if value is None or value in CRON_PRESETS:
             return value
-        fields = value.split()
-        if len(fields) != 5 or not all(_CRON_FIELD.match(field) for field in fields):
-            raise ValueError(f"{value!r} is not a 5-field cron expression (e.g. '0 3 * * 1')")
+        if value.startswith("@"):
+            raise ValueError(f"{value!r} is not a cron preset; use one of {sorted(CRON_PRESETS)}")
+        if len(value.split()) != 5 or not croniter.is_valid(value):
+            raise ValueError(
+                f"{value!r} is not a valid 5-field cron expression (minute hour day-of-month "
+                "month day-of-week, e.g. '0 3 * * 1')"
+            )
         return value
 
     def resolved_dag_id(self, path: Path) -> str:
-        return self.dag_id or f"slm_{re.sub(r'[^A-Za-z0-9_.-]', '_', Path(path).stem)}"
+        return self.dag_id or stem_dag_id(path)
 
     def param_defaults(self) -> dict[str, Any]:
         """The params as the trigger form's defaults (JSON values)."""
@@ -77,13 +88,30 @@ def pipeline_files(folder: Path = PIPELINES_DIR) -> list[Path]:
     return sorted([*Path(folder).glob("*.yaml"), *Path(folder).glob("*.yml")])
 
 
-def load_pipelines(folder: Path = PIPELINES_DIR) -> dict[str, tuple[Path, PipelineSpec]]:
-    """Every pipeline config of ``folder`` by DAG id; two files with one DAG id are refused."""
+def load_pipelines(
+    folder: Path = PIPELINES_DIR, *, broken: dict[Path, str] | None = None
+) -> dict[str, tuple[Path, PipelineSpec]]:
+    """Every pipeline config of ``folder`` by DAG id; two files with one DAG id are refused.
+
+    Without ``broken`` the first file that fails to load raises. With it, each such file
+    is recorded there (path -> the error, naming the file and field) and the others load.
+    """
     specs: dict[str, tuple[Path, PipelineSpec]] = {}
     for path in pipeline_files(folder):
-        spec = load_pipeline(path)
-        dag_id = spec.resolved_dag_id(path)
-        if dag_id in specs:
-            raise ConfigError(f"{path}: dag_id {dag_id} is also {specs[dag_id][0]}'s")
+        try:
+            spec = load_pipeline(path)
+            dag_id = spec.resolved_dag_id(path)
+            if dag_id in specs:
+                raise ConfigError(f"{path}: dag_id {dag_id} is also {specs[dag_id][0]}'s")
+        except (ConfigError, OSError, ValueError) as exc:  # ValueError: not UTF-8
+            if broken is None:
+                raise
+            broken[path] = str(exc) if isinstance(exc, ConfigError) else f"{path}: {exc}"
+            continue
         specs[dag_id] = (path, spec)
     return specs
+
+
+def stem_dag_id(path: Path) -> str:
+    """The DAG id a file gets when it names none (``slm_<file stem>``)."""
+    return f"slm_{re.sub(r'[^A-Za-z0-9_.-]', '_', Path(path).stem)}"

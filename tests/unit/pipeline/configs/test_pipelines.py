@@ -39,7 +39,11 @@ def test_a_config_gives_dag_id_schedule_and_defaults(tmp_path):
     [
         ("params: {lora_r: 0}\n", "params.lora_r: Input should be greater than or equal to 1"),
         ("params: {}\nschedul: daily\n", "schedul: Extra inputs are not permitted"),
-        ("schedule: every day\nparams: {}\n", "schedule: 'every day' is not a 5-field cron"),
+        ("schedule: every day\nparams: {}\n", "schedule: 'every day' is not a valid 5-field cron"),
+        # Five fields of cron characters, but no minute 99 or month 13.
+        ("schedule: '99 3 * * 1'\nparams: {}\n", "'99 3 * * 1' is not a valid 5-field"),
+        ("schedule: '0 3 1 13 *'\nparams: {}\n", "'0 3 1 13 *' is not a valid 5-field"),
+        ("schedule: '@fortnightly'\nparams: {}\n", "'@fortnightly' is not a cron preset"),
         ("params: {targets: [cpu-int9]}\n", "params.targets.0: Input should be 'cpu-int4'"),
         ("dag_id: 'has space'\nparams: {}\n", "dag_id: String should match pattern"),
         ("- a list\n", "expected a mapping of settings at the top level"),
