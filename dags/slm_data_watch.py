@@ -6,10 +6,12 @@ roots) and compares it with the previous look. When the file changed, the task s
 and emits an event on the Asset `slmops://data/phrase_tones`, which starts
 **slm_finetune_on_data_change**; when it did not, the task is skipped and nothing is
 emitted. The first look only records the file, so turning this DAG on does not retrain
-by itself. The last hashes are in `ARTIFACTS_ROOT/data_watch/slm_data_watch.json`.
+by itself. **record_phrase_tones** then records the new hash: only after the event went
+out, so a check killed in between reports the change again instead of losing it. The
+hashes are in `ARTIFACTS_ROOT/data_watch/slm_data_watch/`, one file per watched file.
 
-Add one task per file you want watched, or post the event yourself
-(`POST /api/v2/assets/events`).
+Add a `watch_data_file(name, file)` pair per file you want watched, or post the event
+yourself (`POST /api/v2/assets/events`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from __future__ import annotations
 from airflow.sdk import CronTriggerTimetable, dag
 
 from slmops_airflow.alerts import run_failure_alert
-from slmops_airflow.data_watch import DataWatchOperator
+from slmops_airflow.data_watch import watch_data_file
 from slmops_airflow.pipeline import DEFAULT_ARGS
 
 
@@ -33,7 +35,7 @@ from slmops_airflow.pipeline import DEFAULT_ARGS
     max_active_runs=1,
 )
 def slm_data_watch():
-    DataWatchOperator(task_id="watch_phrase_tones", data_file="phrase_tones.jsonl")
+    watch_data_file("phrase_tones", "phrase_tones.jsonl")
 
 
 slm_data_watch()

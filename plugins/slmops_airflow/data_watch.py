@@ -1,4 +1,10 @@
-"""DataWatchOperator: emit the data file's Asset event only when the file changed."""
+"""DataWatchOperator: emit the data file's Asset event only when the file changed;
+RecordDataLookOperator: remember the new hash once that event went out.
+
+A change is recorded by a second task because Airflow emits a task's outlet events when
+the task succeeds, after ``execute``: recording inside the check, a check killed before
+its success would lose the change; recorded after, it is reported again instead.
+``watch_data_file`` adds the pair to the current DAG."""
 
 from __future__ import annotations
 
@@ -12,10 +18,11 @@ from slmops_airflow.prepare import configured_roots
 
 
 class DataWatchOperator(BaseOperator):
-    """Hash ``data_file`` (under the data roots) and compare it with the last check. A
-    change succeeds and emits an event for the Asset ``slmops://data/STEM`` (DAGs scheduled
-    on it retrain), with the new hash in its extra; no change (or the first sighting,
-    which only records the file) skips the task, and a skipped task emits nothing."""
+    """Hash ``data_file`` (under the data roots) and compare it with the last recorded
+    look. A change succeeds and emits an event for the Asset ``slmops://data/STEM`` (DAGs
+    scheduled on it retrain), with the new hash in its extra, and returns the look for
+    RecordDataLookOperator; no change (or the first sighting, which only records the
+    file) skips the task, and a skipped task emits nothing."""
 
     template_fields: Sequence[str] = ("data_file",)
     ui_color = "#fff4e5"
@@ -53,3 +60,41 @@ class DataWatchOperator(BaseOperator):
                 key: seen[key] for key in ("path", "sha256", "previous_sha256", "size_bytes")
             }
         return seen
+
+
+class RecordDataLookOperator(BaseOperator):
+    """Record the hash of the look ``look`` (DataWatchOperator's result) for
+    ``data_file``: runs only after that check succeeded, i.e. after its event."""
+
+    template_fields: Sequence[str] = ("data_file", "look")
+    ui_color = "#fff4e5"
+
+    def __init__(self, *, data_file: str, look: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.data_file = data_file
+        self.look = look
+
+    def execute(self, context) -> str:
+        from slmops.pipeline import stages
+
+        artifacts, roots = configured_roots()
+        with failing_clearly():
+            state = stages.record_data_look(
+                self.look,
+                data_file=self.data_file,
+                artifacts_root=artifacts,
+                data_roots=roots,
+                watcher=context["dag"].dag_id,
+            )
+        self.log.info("recorded %s for %s in %s", self.look["sha256"][:12], self.data_file, state)
+        return str(state)
+
+
+def watch_data_file(name: str, data_file: str) -> tuple[BaseOperator, BaseOperator]:
+    """``watch_NAME`` (emits the event on a change) >> ``record_NAME`` (remembers it)."""
+    watch = DataWatchOperator(task_id=f"watch_{name}", data_file=data_file)
+    record = RecordDataLookOperator(
+        task_id=f"record_{name}", data_file=data_file, look=watch.output
+    )
+    watch >> record
+    return watch, record

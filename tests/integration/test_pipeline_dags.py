@@ -225,19 +225,24 @@ def test_data_watch_emits_the_dataset_event_only_when_the_file_changed(dag_env, 
     artifacts = tmp_path / "artifacts"
     runs = iter(f"2026-11-29T0{hour}:00:00+00:00" for hour in range(1, 10))
 
+    skipped = {"watch_phrase_tones": "skipped", "record_phrase_tones": "skipped"}
     first, output = run_dag(env, artifacts, {}, "slm_data_watch", next(runs))
-    assert first["tasks"] == {"watch_phrase_tones": "skipped"}, output[-3000:]
+    assert first["tasks"] == skipped, output[-3000:]
     assert "first look, recorded" in output and first["asset_events"] == []
     same, output = run_dag(env, artifacts, {}, "slm_data_watch", next(runs))
-    assert same["tasks"] == {"watch_phrase_tones": "skipped"} and same["asset_events"] == []
+    assert same["tasks"] == skipped and same["asset_events"] == []
     assert "unchanged" in output
 
     watched.write_text('{"phrase": "hi", "tone": "joyful"}\n{"phrase": "oh no", "tone": "sad"}\n')
     changed, output = run_dag(env, artifacts, {}, "slm_data_watch", next(runs))
-    assert changed["tasks"] == {"watch_phrase_tones": "success"}, output[-3000:]
+    assert changed["tasks"] == {
+        "watch_phrase_tones": "success",
+        "record_phrase_tones": "success",
+    }, output[-3000:]
     (event,) = changed["asset_events"]
     assert event["uri"] == "slmops://data/phrase_tones"
     assert event["extra"]["path"] == str(watched.resolve())
     assert event["extra"]["previous_sha256"] != event["extra"]["sha256"]
-    state = read_json(artifacts / "data_watch" / "slm_data_watch.json")
-    assert state[str(watched.resolve())]["sha256"] == event["extra"]["sha256"]
+    (state_file,) = (artifacts / "data_watch" / "slm_data_watch").iterdir()
+    state = read_json(state_file)
+    assert (state["path"], state["sha256"]) == (str(watched.resolve()), event["extra"]["sha256"])

@@ -42,6 +42,7 @@ __all__ = [
     "summarize",
     "validate",
     "watch_data",
+    "record_data_look",
 ]
 
 
@@ -221,12 +222,37 @@ def watch_data(
     data_file: str, *, artifacts_root: Path, data_roots: list[Path], watcher: str
 ) -> dict:
     """Hash a data file (under the data roots) and compare it with ``watcher``'s last look:
-    ``first_seen``, ``changed``, ``sha256``, ``previous_sha256``, ``path``, ``size_bytes``."""
+    ``first_seen``, ``changed``, ``sha256``, ``previous_sha256``, ``path``, ``size_bytes``.
+    A first sighting is recorded at once; a change only by ``record_data_look``, after its
+    event went out."""
     from slmops.pipeline import locations
-    from slmops.pipeline.data_watch import look, state_path
+    from slmops.pipeline.data_watch import compare, legacy_state_path, record, state_path
 
     path = locations.confine(data_file, data_roots, "data_file")
-    return look(path, state_path(artifacts_root, watcher))
+    state = state_path(artifacts_root, watcher, path)
+    seen = compare(path, state, legacy_state_path(artifacts_root, watcher))
+    if seen["first_seen"]:
+        record(path, seen["sha256"], state)
+    return seen
+
+
+def record_data_look(
+    seen: dict, *, data_file: str, artifacts_root: Path, data_roots: list[Path], watcher: str
+) -> Path:
+    """Record the hash ``watch_data`` reported for ``data_file`` (its result, ``seen``),
+    once the change it found has been announced; returns the state file."""
+    from slmops.errors import ConfigError
+    from slmops.pipeline import locations
+    from slmops.pipeline.data_watch import record, state_path
+
+    path = locations.confine(data_file, data_roots, "data_file")
+    if not isinstance(seen, dict) or seen.get("path") != str(path):
+        raise ConfigError(
+            f"the look to record is not of {path} (got {seen!r:.200}); nothing recorded"
+        )
+    state = state_path(artifacts_root, watcher, path)
+    record(path, seen.get("sha256"), state)
+    return state
 
 
 # -- hyperparameter search
