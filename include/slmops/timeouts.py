@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import subprocess
 from dataclasses import dataclass
 
 from slmops.errors import ConfigError
@@ -35,12 +36,19 @@ class Limit:
             )
         return value
 
-    def exceeded(self, seconds: float) -> str:
-        """The end of an error message: what was stopped and how to allow longer."""
-        return (
-            f"did not finish within {seconds:g} s and was stopped; if it needs longer, set "
-            f"${self.variable} (seconds) in the worker's environment"
-        )
+    def run(
+        self, command: list[str], *, error: type[Exception], what: str, **kwargs
+    ) -> subprocess.CompletedProcess:
+        """``subprocess.run(command, **kwargs)`` stopped at this limit; past it, ``error``
+        saying that ``what`` did not finish and which variable to raise."""
+        limit = self.seconds()
+        try:
+            return subprocess.run(command, check=False, timeout=limit, **kwargs)
+        except subprocess.TimeoutExpired:
+            raise error(
+                f"{what} did not finish within {limit:g} s and was stopped; if it needs "
+                f"longer, set ${self.variable} (seconds) in the worker's environment"
+            ) from None
 
 
 BUILDER = Limit("SLMOPS_BUILDER_TIMEOUT_S", 4 * 3600, "ONNX builder")

@@ -39,14 +39,7 @@ class DataWatchOperator(BaseOperator):
 
         from slmops.pipeline import stages
 
-        artifacts, roots = configured_roots()
-        with failing_clearly():
-            seen = stages.watch_data(
-                self.data_file,
-                artifacts_root=artifacts,
-                data_roots=roots,
-                watcher=context["dag"].dag_id,
-            )
+        seen = _as_watcher(context, stages.watch_data, self.data_file)
         path = seen["path"]
         if seen["first_seen"]:
             raise AirflowSkipException(f"{path}: first look, recorded {seen['sha256'][:12]}")
@@ -77,17 +70,23 @@ class RecordDataLookOperator(BaseOperator):
     def execute(self, context) -> str:
         from slmops.pipeline import stages
 
-        artifacts, roots = configured_roots()
-        with failing_clearly():
-            state = stages.record_data_look(
-                self.look,
-                data_file=self.data_file,
-                artifacts_root=artifacts,
-                data_roots=roots,
-                watcher=context["dag"].dag_id,
-            )
+        state = _as_watcher(context, stages.record_data_look, self.look, data_file=self.data_file)
         self.log.info("recorded %s for %s in %s", self.look["sha256"][:12], self.data_file, state)
         return str(state)
+
+
+def _as_watcher(context, stage, *args: Any, **kwargs: Any) -> Any:
+    """A data-watch stage run for this DAG (the watcher) with the configured roots; its
+    errors fail the task clearly."""
+    artifacts, roots = configured_roots()
+    with failing_clearly():
+        return stage(
+            *args,
+            **kwargs,
+            artifacts_root=artifacts,
+            data_roots=roots,
+            watcher=context["dag"].dag_id,
+        )
 
 
 def watch_data_file(name: str, data_file: str) -> tuple[BaseOperator, BaseOperator]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -101,19 +100,13 @@ def _measure_in_child_process(
             ),
             encoding="utf-8",
         )
-        limit = timeouts.BENCHMARK.seconds()
-        try:
-            finished = subprocess.run(
-                [sys.executable, "-m", "slmops.export.benchmark", str(request), str(answer)],
-                capture_output=True,
-                text=True,
-                check=False,
-                timeout=limit,
-            )
-        except subprocess.TimeoutExpired:
-            raise BenchmarkError(
-                f"measuring {subject.label} ({subject.path}) {timeouts.BENCHMARK.exceeded(limit)}"
-            ) from None
+        finished = timeouts.BENCHMARK.run(
+            [sys.executable, "-m", "slmops.export.benchmark", str(request), str(answer)],
+            error=BenchmarkError,
+            what=f"measuring {subject.label} ({subject.path})",
+            capture_output=True,
+            text=True,
+        )
         if finished.returncode != 0 or not answer.is_file():
             tail = "\n".join(finished.stderr.strip().splitlines()[-8:])
             raise BenchmarkError(f"measuring {subject.label} ({subject.path}) failed:\n{tail}")

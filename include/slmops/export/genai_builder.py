@@ -58,24 +58,17 @@ def build_with_genai(
         if extra:
             command += ["--extra_options", *(f"{key}={value}" for key, value in extra.items())]
         log(f"onnxruntime-genai builder: {precision} for {execution_provider} from {model_dir}")
-        limit = timeouts.BUILDER.seconds()
         with open(log_path, "a", encoding="utf-8") as sink:
             sink.write("$ " + " ".join(command) + "\n")
             sink.flush()
-            try:
-                finished = subprocess.run(
-                    command,
-                    stdout=sink,
-                    stderr=subprocess.STDOUT,
-                    check=False,
-                    text=True,
-                    timeout=limit,
-                )
-            except subprocess.TimeoutExpired:
-                raise ExportError(
-                    f"onnxruntime-genai's builder on {model_dir} "
-                    f"{timeouts.BUILDER.exceeded(limit)}; its output is in {log_path}"
-                ) from None
+            finished = timeouts.BUILDER.run(
+                command,
+                error=ExportError,
+                what=f"onnxruntime-genai's builder on {model_dir} (its output: {log_path})",
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
     if finished.returncode == 0:
         return
     output = Path(log_path).read_text(encoding="utf-8", errors="replace")
