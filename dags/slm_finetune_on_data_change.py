@@ -3,8 +3,10 @@
 
 Starts when the Asset `slmops://data/phrase_tones` gets an event (a producer task's
 outlet, or `POST /api/v2/assets/events`), and every Monday at 03:00 UTC. An event's
-`extra` may carry `{"params": {...}}` (for example the new `data_files`); they are
-checked like the form's.
+`extra` may carry `{"params": {...}}`: only `data_files`, `train_split` and `eval_split`
+(EVENT_PARAMS), checked like the form's; any other key fails the run naming it. The
+published name and the gates always come from this DAG. When several events are queued,
+the newest one's params are used whole and the others are logged as superseded.
 
 It runs the slm_finetune stages, then **challenge** scores the new model (the
 challenger) and the published one (the champion) on the same eval rows of the new data
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 from airflow.sdk import Asset, AssetOrTimeSchedule, dag
 
-from slmops.pipeline.params import DEMO_PARAMS, FORM_SECTIONS, PipelineParams
+from slmops.pipeline.params import DEMO_PARAMS, EVENT_PARAMS, FORM_SECTIONS, PipelineParams
 from slmops.pipeline.publish import data_asset_uri
 from slmops_airflow.alerts import run_failure_alert
 from slmops_airflow.form import trigger_form
@@ -44,7 +46,8 @@ DEMO_DATA = Asset(data_asset_uri(DEMO_PARAMS["data_files"][0]))
     max_active_runs=1,  # challengers are judged one at a time against the latest champion
 )
 def slm_finetune_on_data_change():
-    finetune_pipeline(challenge=True)
+    # What an event may change: where the data is, nothing else.
+    finetune_pipeline(challenge=True, event_params=EVENT_PARAMS)
 
 
 slm_finetune_on_data_change()

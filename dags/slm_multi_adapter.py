@@ -27,7 +27,7 @@ from slmops_airflow.evaluate import EvaluateModelOperator
 from slmops_airflow.finetune import FineTuneOperator
 from slmops_airflow.form import trigger_form
 from slmops_airflow.multi_adapter import BuildMultiAdapterOperator, PlanAdaptersOperator
-from slmops_airflow.pipeline import DEFAULT_ARGS, FINETUNE_TIMEOUT, START_DATE
+from slmops_airflow.pipeline import DEFAULT_ARGS, SMALL_TASK_TIMEOUT, START_DATE
 from slmops_airflow.publish import PublishModelOperator
 from slmops_airflow.report import ReportOperator
 from slmops_airflow.validate import ValidateDatasetOperator
@@ -92,7 +92,7 @@ OMITTED = (
 def slm_multi_adapter():
     plan = PlanAdaptersOperator(task_id="plan_adapters")
 
-    @task
+    @task(execution_timeout=SMALL_TASK_TIMEOUT)
     def per_adapter(configs: list[dict]) -> list[dict]:
         """One config per adapter to map over: Airflow maps only over a return value."""
         return configs
@@ -100,9 +100,9 @@ def slm_multi_adapter():
     validate = ValidateDatasetOperator.partial(task_id="validate").expand(
         config=per_adapter.override(task_id="validation_configs")(plan.output["validation"])
     )
-    finetune = FineTuneOperator.partial(
-        task_id="finetune", execution_timeout=FINETUNE_TIMEOUT
-    ).expand(config=per_adapter.override(task_id="finetune_configs")(plan.output["finetune"]))
+    finetune = FineTuneOperator.partial(task_id="finetune").expand(
+        config=per_adapter.override(task_id="finetune_configs")(plan.output["finetune"])
+    )
     evaluate = EvaluateModelOperator.partial(task_id="evaluate").expand(
         config=per_adapter.override(task_id="evaluate_configs")(plan.output["evaluate"])
     )

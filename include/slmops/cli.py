@@ -25,7 +25,7 @@ from slmops.commands import (
     targets,
     validate,
 )
-from slmops.errors import SlmopsError
+from slmops.errors import SlmopsError, TrainingFolderBusy, TransientError
 
 COMMANDS = (
     models,
@@ -64,6 +64,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SlmopsError as exc:
         print(f"slmops {args.command}: error: {exc}", file=sys.stderr)
         return 1
+    except (TrainingFolderBusy, TransientError) as exc:
+        # Not the input's fault: the same command may work later (EX_TEMPFAIL).
+        print(f"slmops {args.command}: try again later: {exc}", file=sys.stderr)
+        return 75
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -126,3 +126,16 @@ class FormatError(SlmopsError):
 
 class DataError(SlmopsError):
     """A dataset file is missing, unreadable or malformed."""
+
+
+class TrainingFolderBusy(RuntimeError):
+    """Another live process holds the training folder's lock (often an earlier attempt of
+    the same task that Airflow lost track of). Not a SlmopsError on purpose: a retry, once
+    that process has finished or died, reuses or resumes its work, so it is retried."""
+
+
+class TransientError(RuntimeError):
+    """A service slmops depends on (the Hugging Face hub) failed in a way that usually
+    passes: a connection error, a timeout, HTTP 429 or 5xx. Not a SlmopsError on purpose:
+    the operators fail a SlmopsError for good and retry anything else, and a retry is
+    what this needs."""

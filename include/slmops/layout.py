@@ -28,8 +28,11 @@ A training folder (``TrainingLayout``, also what ``slmops finetune -o`` writes):
 
 The published models (``ModelStore``, ARTIFACTS/models)::
 
-    NAME/latest.json               points at the newest promoted version
-    NAME/versions/VERSION/         the files, the report and manifest.json
+    NAME/latest.json               the live version: VERSION, its path relative to the
+                                   models root, its sequence number (only moves forward)
+    NAME/.publish.lock             held while a version is challenged and published
+    NAME/versions/VERSION/         the files (read-only copies), the report and
+                                   manifest.json (with every file's sha256)
 
 (``slmops.model_store`` is another store: the base models slmops provisions.)
 """
@@ -88,6 +91,7 @@ BENCHMARK_NAME = "benchmark.json"
 VERSIONS_DIR = "versions"
 MANIFEST_NAME = "manifest.json"
 LATEST_NAME = "latest.json"
+PUBLISH_LOCK_NAME = ".publish.lock"
 
 
 @dataclass(frozen=True)
@@ -298,10 +302,40 @@ class ModelStore:
         """The latest.json of the model that ``version_dir`` is a version of."""
         return Path(version_dir).parent.parent / LATEST_NAME
 
+    def lock(self, name: str) -> Path:
+        """NAME/.publish.lock: held (flock) while a version of NAME is challenged and
+        written and latest.json moves."""
+        return self.root / name / PUBLISH_LOCK_NAME
+
+    def relative(self, version_dir: Path) -> str:
+        """A version folder as latest.json records it: relative to the models root, so
+        the store can move (NAME/versions/VERSION)."""
+        return Path(version_dir).relative_to(self.root).as_posix()
+
+    def latest_record(self, name: str) -> dict | None:
+        """NAME/latest.json as written (None when nothing is published or it is unreadable)."""
+        try:
+            latest = read_json_if_any(self.latest(name))
+        except ValueError:
+            return None
+        return latest if isinstance(latest, dict) else None
+
+    def latest_named(self, name: str) -> Path | None:
+        """The version folder latest.json names, whether or not it is there: a relative
+        path (under the models root), an absolute one (older stores; its version name
+        under this root when the store moved), or a bare version name."""
+        latest = self.latest_record(name)
+        if not latest:
+            return None
+        path = latest.get("path")
+        if path and not Path(path).is_absolute():
+            return self.root / path
+        if path and (self.manifest(path).is_file() or not latest.get("version")):
+            return Path(path)
+        version = latest.get("version") or Path(path).name
+        return self.version(name, version) if version else None
+
     def latest_version(self, name: str) -> Path | None:
         """The version folder NAME/latest.json points at, if it is there whole."""
-        latest = read_json_if_any(self.latest(name))
-        if latest is None:
-            return None
-        version = Path(latest["path"])
-        return version if self.manifest(version).is_file() else None
+        version = self.latest_named(name)
+        return version if version is not None and self.manifest(version).is_file() else None

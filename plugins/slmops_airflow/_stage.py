@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import datetime
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from slmops_airflow.gpu_queue import GPU_QUEUE, check_gpu_worker
+from slmops_airflow.timeouts import STAGE_TIMEOUTS
 
 
 @contextlib.contextmanager
@@ -26,13 +29,33 @@ def failing_clearly() -> Iterator[None]:
 
 
 class StageOperator(BaseOperator):
-    """An operator whose settings are one templated dict, ``config`` (often an XCom)."""
+    """An operator whose settings are one templated dict, ``config`` (often an XCom).
+
+    An XCom can be written through the REST API, so ``config`` is only a claim: the stage
+    checks it against the plan in this run's own folder (``run_folder``) and uses the
+    plan's settings (``slmops.pipeline.stages``' ``from_run``). ``execution_timeout``
+    defaults to the stage's row of ``slmops_airflow.timeouts.STAGE_TIMEOUTS``."""
 
     template_fields: Sequence[str] = ("config",)
 
-    def __init__(self, *, config: dict | Any, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def __init__(
+        self,
+        *,
+        config: dict | Any,
+        # each stage operator gives its own row; the HPO trial operator inherits this one
+        execution_timeout: datetime.timedelta | None = STAGE_TIMEOUTS["trial"],
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(execution_timeout=execution_timeout, **kwargs)
         self.config = config
+
+    def run_folder(self, context: Any) -> Path:
+        """This DAG run's folder: from the deployment's artifacts root, the DAG id and the
+        run id, never from an XCom."""
+        from slmops_airflow.roots import this_run_dir
+
+        with failing_clearly():
+            return this_run_dir(context)
 
     def pre_execute(self, context: Any) -> None:
         """On queue ``gpu``: fail at once on a worker without CUDA (slmops_airflow.gpu_queue)."""

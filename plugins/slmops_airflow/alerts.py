@@ -38,7 +38,6 @@ EMAIL_FROM_ENV = "SLMOPS_ALERT_EMAIL_FROM"
 SLACK_CONN_ENV = "SLMOPS_ALERT_SLACK_CONN_ID"
 SLACK_CHANNEL_ENV = "SLMOPS_ALERT_SLACK_CHANNEL"
 LOG_CHANNEL = "log"
-PLAN_TASK = "prepare"  # its XCom "run_dir" is the run's folder
 TASK_SCOPE = "task"
 RUN_SCOPE = "run"
 _SUBJECT_PREFIX = "[slmops]"
@@ -218,35 +217,34 @@ def describe(context: Any, scope: str = TASK_SCOPE) -> dict:
 
 
 def run_folder(context: Any, dag_id: str, run_id: str) -> Path | None:
-    """The run's folder: prepare's XCom "run_dir", else where prepare puts it
-    (slmops.pipeline.locations.run_dir under the configured artifacts root)."""
+    """The run's folder: where prepare puts it (slmops.pipeline.locations.run_dir under
+    the configured artifacts root). Never an XCom: it could name any folder to write in."""
     from slmops.pipeline import locations
 
-    ti = context.get("ti") or context.get("task_instance")
-    if ti is not None and hasattr(ti, "xcom_pull"):
-        try:
-            pushed = ti.xcom_pull(task_ids=PLAN_TASK, key="run_dir")
-        except Exception as exc:  # no XCom backend reachable (a callback outside a task)
-            log.debug("slmops alert: no run_dir XCom: %s", exc)
-            pushed = None
-        if isinstance(pushed, str | os.PathLike) and str(pushed):
-            return Path(pushed)
     if dag_id == "?" or run_id == "?":
         return None
-    return locations.run_dir(locations.artifacts_root(_configured_root()), dag_id, run_id)
+    return locations.run_dir(_artifacts_root(), dag_id, run_id)
 
 
-def _configured_root() -> str | None:
-    """The slmops_artifacts_root Variable, when it can be read here."""
-    from slmops_airflow.prepare import ARTIFACTS_VARIABLE
+def _artifacts_root() -> Path:
+    """The deployment's artifacts root, narrowed by the slmops_artifacts_root Variable when
+    it can be read here and lies inside it (an alert never fails on a bad Variable)."""
+    from slmops.errors import ConfigError
+    from slmops.pipeline import locations
+    from slmops_airflow.roots import ARTIFACTS_VARIABLE
 
     try:
         from airflow.sdk import Variable
 
-        return Variable.get(ARTIFACTS_VARIABLE, default=None)
+        value = Variable.get(ARTIFACTS_VARIABLE, default=None)
     except Exception as exc:
         log.debug("slmops alert: Variable %s not readable: %s", ARTIFACTS_VARIABLE, exc)
-        return None
+        value = None
+    try:
+        return locations.narrowed_artifacts_root(value, f"Airflow Variable {ARTIFACTS_VARIABLE}")
+    except ConfigError as exc:
+        log.warning("slmops alert: %s; using the deployment's artifacts root", exc)
+        return locations.artifacts_root()
 
 
 def _first(*sources: Any, attribute: str) -> str | None:

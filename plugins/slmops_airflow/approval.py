@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Sequence
 from typing import Any
 
@@ -10,6 +11,7 @@ from airflow.sdk import Param
 from airflow.sdk.definitions.param import ParamsDict
 
 from slmops_airflow._stage import failing_clearly
+from slmops_airflow.timeouts import STAGE_TIMEOUTS
 from slmops_airflow.ui.links import run_url
 
 APPROVE = "Approve"
@@ -30,14 +32,26 @@ class ApprovePublishOperator(HITLOperator):
     The answer (who, when, the reason typed into the form) goes to
     RUN_DIR/approval/decision.json: publish reads it and skips on a rejection, and the
     report shows it. The task itself succeeds either way (a rejection is a decision, not
-    a failure). Without ``require_approval`` it skips at once.
+    a failure). Without ``require_approval`` it skips at once. ``run_dir`` must be this
+    run's folder. ``execution_timeout`` bounds the work before and after the wait (the
+    report, the answer), not the wait itself.
     """
 
     template_fields: Sequence[str] = ("run_dir",)
     ui_color = "#fff4e5"
 
-    def __init__(self, *, run_dir: str | Any, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        run_dir: str | Any,
+        execution_timeout: datetime.timedelta | None = STAGE_TIMEOUTS["approve"],
+        **kwargs: Any,
+    ) -> None:
         kwargs.setdefault("subject", "Publish this model?")  # replaced at run time
+        # Replaced at run time by the run's approval_timeout_hours. Given here so the HITL
+        # operator keeps execution_timeout for the work around the wait (without one it
+        # would take execution_timeout as the wait's).
+        kwargs.setdefault("response_timeout", datetime.timedelta(hours=72))
         # The DAG's params arrive here too (source "dag"); the reviewer's form shows only
         # the task's own (source "task"): the reason, which may be left empty.
         merged = kwargs.pop("params", None)
@@ -54,23 +68,24 @@ class ApprovePublishOperator(HITLOperator):
             defaults=[REJECT],  # what a timeout answers
             multiple=False,
             params=params,
+            execution_timeout=execution_timeout,
             **kwargs,
         )
         self.run_dir = run_dir
 
     def execute(self, context) -> Any:
         import datetime
-        from pathlib import Path
 
         from airflow.sdk.exceptions import AirflowSkipException
 
         from slmops.pipeline import approval, summary
         from slmops.pipeline.plan import read_plan
+        from slmops_airflow.roots import checked_run_dir
 
         if not self.run_dir:
             raise AirflowSkipException("no run folder: the run stopped before prepare wrote one")
-        run_dir = Path(self.run_dir)
         with failing_clearly():
+            run_dir = checked_run_dir(self.run_dir, context, "run_dir")
             params = read_plan(run_dir)["params"]
         if not params.get("require_approval"):
             raise AirflowSkipException("require_approval is off: publish goes ahead without review")
@@ -86,10 +101,11 @@ class ApprovePublishOperator(HITLOperator):
         return super().execute(context)
 
     def execute_complete(self, context, event: dict[str, Any]) -> dict:
-        from pathlib import Path
-
         from slmops.pipeline import approval
+        from slmops_airflow.roots import checked_run_dir
 
+        with failing_clearly():  # a resumed task renders its run_dir XCom again
+            run_dir = checked_run_dir(self.run_dir, context, "run_dir")
         answer = super().execute_complete(context, event)
         user = answer.get("responded_by_user") or {}
         if event.get("timedout") and not user:
@@ -99,7 +115,7 @@ class ApprovePublishOperator(HITLOperator):
                 approval.APPROVED if answer["chosen_options"] == [APPROVE] else approval.REJECTED
             )
         entry = approval.record(
-            Path(self.run_dir),
+            run_dir,
             decision,
             by=user.get("name") or user.get("id"),
             reason=str((answer.get("params_input") or {}).get(REASON) or ""),

@@ -8,13 +8,15 @@ its success would lose the change; recorded after, it is reported again instead.
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Sequence
 from typing import Any
 
 from airflow.sdk import Asset, BaseOperator
 
 from slmops_airflow._stage import failing_clearly
-from slmops_airflow.prepare import configured_roots
+from slmops_airflow.roots import configured_roots
+from slmops_airflow.timeouts import STAGE_TIMEOUTS
 
 
 class DataWatchOperator(BaseOperator):
@@ -27,11 +29,17 @@ class DataWatchOperator(BaseOperator):
     template_fields: Sequence[str] = ("data_file",)
     ui_color = "#fff4e5"
 
-    def __init__(self, *, data_file: str, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        data_file: str,
+        execution_timeout: datetime.timedelta | None = STAGE_TIMEOUTS["data_watch"],
+        **kwargs: Any,
+    ) -> None:
         from slmops.pipeline.publish import data_asset_uri
 
         kwargs.setdefault("outlets", [Asset(data_asset_uri(data_file))])
-        super().__init__(**kwargs)
+        super().__init__(execution_timeout=execution_timeout, **kwargs)
         self.data_file = data_file
 
     def execute(self, context) -> dict:
@@ -62,8 +70,15 @@ class RecordDataLookOperator(BaseOperator):
     template_fields: Sequence[str] = ("data_file", "look")
     ui_color = "#fff4e5"
 
-    def __init__(self, *, data_file: str, look: Any, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def __init__(
+        self,
+        *,
+        data_file: str,
+        look: Any,
+        execution_timeout: datetime.timedelta | None = STAGE_TIMEOUTS["record_data_look"],
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(execution_timeout=execution_timeout, **kwargs)
         self.data_file = data_file
         self.look = look
 
@@ -78,8 +93,8 @@ class RecordDataLookOperator(BaseOperator):
 def _as_watcher(context, stage, *args: Any, **kwargs: Any) -> Any:
     """A data-watch stage run for this DAG (the watcher) with the configured roots; its
     errors fail the task clearly."""
-    artifacts, roots = configured_roots()
     with failing_clearly():
+        artifacts, roots = configured_roots()
         return stage(
             *args,
             **kwargs,

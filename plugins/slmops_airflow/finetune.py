@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import datetime
+from typing import Any
+
 from slmops_airflow._stage import StageOperator, failing_clearly
 from slmops_airflow.lineage import LineageReporting
+from slmops_airflow.timeouts import STAGE_TIMEOUTS
 
 
 class FineTuneOperator(LineageReporting, StageOperator):
@@ -16,12 +20,23 @@ class FineTuneOperator(LineageReporting, StageOperator):
 
     ui_color = "#e6f4ea"
 
+    def __init__(
+        self,
+        *,
+        config: dict | Any,
+        execution_timeout: datetime.timedelta | None = STAGE_TIMEOUTS["finetune"],
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(config=config, execution_timeout=execution_timeout, **kwargs)
+
     def execute(self, context) -> dict:
         from slmops.pipeline import stages
 
         timeout = self.execution_timeout.total_seconds() if self.execution_timeout else None
         with failing_clearly():
-            result = stages.finetune(dict(self.config), log=self.log.info, timeout=timeout)
+            result = stages.finetune(
+                self.config, log=self.log.info, timeout=timeout, from_run=self.run_folder(context)
+            )
         self.describe_lineage("finetune", dict(self.config), result)
         return result
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Sequence
 from typing import Any
 
@@ -9,6 +10,7 @@ from airflow.sdk import BaseOperator
 
 from slmops_airflow._stage import failing_clearly
 from slmops_airflow.prepare import PlanningOperator
+from slmops_airflow.timeouts import STAGE_TIMEOUTS
 
 
 class PlanAdaptersOperator(PlanningOperator):
@@ -27,22 +29,29 @@ class PlanAdaptersOperator(PlanningOperator):
 
 class BuildMultiAdapterOperator(BaseOperator):
     """Export the shared base with every trained adapter (one ``.onnx_adapter`` each) and
-    score each adapter through it on its own eval rows."""
+    score each adapter through it on its own eval rows. ``run_dir`` must be this run's
+    folder."""
 
     template_fields: Sequence[str] = ("run_dir",)
     ui_color = "#e0f7fa"
 
-    def __init__(self, *, run_dir: str | Any, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def __init__(
+        self,
+        *,
+        run_dir: str | Any,
+        execution_timeout: datetime.timedelta | None = STAGE_TIMEOUTS["build_adapters"],
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(execution_timeout=execution_timeout, **kwargs)
         self.run_dir = run_dir
 
     def execute(self, context) -> dict:
-        from pathlib import Path
-
         from slmops.pipeline import stages
+        from slmops_airflow.roots import checked_run_dir
 
         with failing_clearly():
-            record = stages.build_adapters(Path(self.run_dir), log=self.log.info)
+            run_dir = checked_run_dir(self.run_dir, context, "run_dir")
+            record = stages.build_adapters(run_dir, log=self.log.info)
         return {
             "path": record["path"],
             "size_mb": record["size_mb"],

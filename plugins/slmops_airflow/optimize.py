@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Sequence
 from typing import Any
 
 from slmops_airflow._stage import StageOperator, failing_clearly
 from slmops_airflow.lineage import LineageReporting
+from slmops_airflow.timeouts import STAGE_TIMEOUTS
 from slmops_airflow.ui.links import TargetsReportLink
 
 
@@ -23,14 +25,23 @@ class OnnxOptimizeOperator(LineageReporting, StageOperator):
     ui_color = "#e0f7fa"
     operator_extra_links = (TargetsReportLink(),)
 
-    def __init__(self, *, target: str, config: dict | Any, **kwargs: Any) -> None:
-        super().__init__(config=config, **kwargs)
+    def __init__(
+        self,
+        *,
+        target: str,
+        config: dict | Any,
+        execution_timeout: datetime.timedelta | None = STAGE_TIMEOUTS["optimize"],
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(config=config, execution_timeout=execution_timeout, **kwargs)
         self.target = target
 
     def execute(self, context) -> dict:
         from slmops.pipeline import stages
 
         with failing_clearly():
-            result = stages.optimize(dict(self.config), self.target, log=self.log.info)
+            result = stages.optimize(
+                self.config, self.target, log=self.log.info, from_run=self.run_folder(context)
+            )
         self.describe_lineage("optimize", dict(self.config), result)
         return result

@@ -7,17 +7,21 @@ slm_finetune, slm_finetune_on_data_change, slm_hpo and the config-driven DAGs sh
       -> report -> publish
 
 approve asks a reviewer only when the run's params say require_approval (else it skips).
+Every task has an execution_timeout: the stage operators their row of
+``slmops_airflow.timeouts.STAGE_TIMEOUTS``, the small Python tasks SMALL_TASK_TIMEOUT.
 """
 
 from __future__ import annotations
 
 import datetime
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pendulum
 from airflow.sdk import BaseOperator, CronTriggerTimetable, task
 
+from slmops.pipeline.params import EVENT_PARAMS
 from slmops_airflow.alerts import task_failure_alert
 from slmops_airflow.approval import ApprovePublishOperator
 from slmops_airflow.champion import ChallengeChampionOperator
@@ -27,6 +31,7 @@ from slmops_airflow.optimize import OnnxOptimizeOperator
 from slmops_airflow.prepare import PrepareRunOperator
 from slmops_airflow.publish import PublishModelOperator
 from slmops_airflow.report import ReportOperator
+from slmops_airflow.timeouts import STAGE_TIMEOUTS
 from slmops_airflow.validate import ValidateDatasetOperator
 
 # A task that fails for good (a gate, a parity check, an error after its retries) alerts.
@@ -36,8 +41,9 @@ DEFAULT_ARGS = {
     "on_failure_callback": task_failure_alert,
 }
 START_DATE = pendulum.datetime(2026, 1, 1, tz="UTC")
-# A ceiling, not an estimate: a hung training (or torchrun group) frees its worker slot.
-FINETUNE_TIMEOUT = pendulum.duration(hours=24)
+# Ceilings, not estimates (slmops_airflow.timeouts): a hung task frees its worker slot.
+FINETUNE_TIMEOUT = STAGE_TIMEOUTS["finetune"]
+SMALL_TASK_TIMEOUT = STAGE_TIMEOUTS["small"]
 
 
 def cron_timetable(expression: str) -> CronTriggerTimetable:
@@ -55,31 +61,32 @@ class PipelineTasks:
     publish: BaseOperator
 
 
-def finetune_pipeline(*, conf: Any = None, challenge: bool = False) -> PipelineTasks:
+def finetune_pipeline(
+    *,
+    conf: Any = None,
+    challenge: bool = False,
+    event_params: Sequence[str] = EVENT_PARAMS,
+) -> PipelineTasks:
     """Add the stages to the current DAG. ``conf`` replaces the run's params (an XCom of
     an upstream task, e.g. HPO's best settings); ``challenge`` adds the champion/challenger
-    step, so publish replaces the published model only when this run beats it."""
-    plan = PrepareRunOperator(task_id="prepare", conf=conf)
+    step, so publish replaces the published model only when this run beats it;
+    ``event_params`` are the params an Asset event that starts a run may set."""
+    plan = PrepareRunOperator(task_id="prepare", conf=conf, event_params=event_params)
     validate = ValidateDatasetOperator(task_id="validate", config=plan.output["validation"])
 
-    @task.branch
+    @task.branch(execution_timeout=SMALL_TASK_TIMEOUT)
     def route_training(train_on_gpu: bool) -> str:
         return "finetune_gpu" if train_on_gpu else "finetune"
 
-    @task
+    @task(execution_timeout=SMALL_TASK_TIMEOUT)
     def targets(names: list[str]) -> list[str]:
         """The targets to map over: Airflow maps only over a task's return value."""
         return names
 
     route = route_training(plan.output["train_on_gpu"])
-    finetune = FineTuneOperator(
-        task_id="finetune", config=plan.output["finetune"], execution_timeout=FINETUNE_TIMEOUT
-    )
+    finetune = FineTuneOperator(task_id="finetune", config=plan.output["finetune"])
     finetune_gpu = FineTuneOperator(
-        task_id="finetune_gpu",
-        config=plan.output["finetune"],
-        queue="gpu",
-        execution_timeout=FINETUNE_TIMEOUT,
+        task_id="finetune_gpu", config=plan.output["finetune"], queue="gpu"
     )
     evaluate = EvaluateModelOperator(
         task_id="evaluate",

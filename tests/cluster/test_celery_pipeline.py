@@ -5,7 +5,6 @@ each stage reads what another worker wrote through the shared artifacts root."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -49,7 +48,9 @@ def test_tiny_run_uses_both_workers_through_the_shared_artifacts_root(cluster, g
     assert (folder / "finetune/merged/config.json").is_file()
     assert (folder / "finetune/onnx/gpu-fp16/model.onnx").is_file()
     latest = json.loads((cluster.artifacts / "models/cluster-tones/latest.json").read_text())
-    manifest = json.loads((Path(latest["path"]) / "manifest.json").read_text())
+    manifest = json.loads(
+        (cluster.artifacts / "models" / latest["path"] / "manifest.json").read_text()
+    )
     assert {"cpu-fp32", "gpu-fp16"} <= set(manifest["targets"]), manifest["targets"]
 
 

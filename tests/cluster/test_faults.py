@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import signal
 import time
-from pathlib import Path
 
 import psutil
 import pytest
@@ -115,5 +114,7 @@ def test_two_runs_at_once_with_different_model_names(cluster):
     assert folders[0] not in folders[1].parents and folders[1] not in folders[0].parents
     for name, run_id in runs.items():
         latest = json.loads((cluster.artifacts / "models" / name / "latest.json").read_text())
-        manifest = json.loads((Path(latest["path"]) / "manifest.json").read_text())
+        manifest = json.loads(
+            (cluster.artifacts / "models" / latest["path"] / "manifest.json").read_text()
+        )
         assert manifest["run_id"] == run_id, manifest

@@ -87,6 +87,35 @@ def test_every_dag_has_tags_retries_and_docs(dagbag):
             assert task.retries >= 1, f"{dag_id}.{task.task_id} has no retries"
 
 
+def test_every_task_has_an_execution_timeout(dagbag):
+    """A hung task (a stuck download, exporter or training) frees its worker slot."""
+    from slmops_airflow.timeouts import STAGE_TIMEOUTS
+
+    longest = max(STAGE_TIMEOUTS.values())
+    checked = 0
+    for dag_id, dag in dagbag.dags.items():
+        for task in dag.tasks:
+            timeout = task.execution_timeout
+            assert timeout is not None, f"{dag_id}.{task.task_id} has no execution_timeout"
+            assert timeout <= longest, f"{dag_id}.{task.task_id}: {timeout}"
+            checked += 1
+    assert checked > 50
+    finetune = dagbag.dags["slm_finetune"]
+    assert finetune.get_task("finetune").execution_timeout == STAGE_TIMEOUTS["finetune"]
+    assert finetune.get_task("optimize").execution_timeout == STAGE_TIMEOUTS["optimize"]
+    assert finetune.get_task("route_training").execution_timeout == STAGE_TIMEOUTS["small"]
+
+
+def test_only_data_pointing_params_may_come_from_asset_events(dagbag):
+    from slmops.pipeline.params import EVENT_PARAMS, NEVER_FROM_EVENTS
+
+    for dag_id, dag in dagbag.dags.items():
+        for task in dag.tasks:
+            if task.task_type == "PrepareRunOperator":
+                assert task.event_params == EVENT_PARAMS, dag_id
+                assert not NEVER_FROM_EVENTS & set(task.event_params)
+
+
 def test_every_param_is_typed_and_described(dagbag):
     for dag_id, dag in dagbag.dags.items():
         for name, param in dag.params.items():

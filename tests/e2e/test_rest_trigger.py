@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import urllib.parse
-from pathlib import Path
 
 import pytest
 
@@ -52,7 +51,9 @@ def test_trained_gated_exported_and_published(airflow, dag):
     assert not missing, f"missing in {folder}: {missing}"
     models = airflow.artifacts / "models" / "e2e-tones"
     latest = json.loads((models / "latest.json").read_text(encoding="utf-8"))
-    manifest = json.loads((Path(latest["path"]) / "manifest.json").read_text(encoding="utf-8"))
+    manifest = json.loads(
+        (models.parent / latest["path"] / "manifest.json").read_text(encoding="utf-8")
+    )
     assert manifest["uri"] == "slmops://models/e2e-tones"
     assert "cpu-fp32" in manifest["targets"]
 

@@ -16,7 +16,11 @@ import threading
 import pytest
 from processes import first_checkpoint, no_processes_left, processes_mentioning, wait_until
 
-from slmops.errors import ConfigError, TrainingError, TrainingGroupFailed
+from slmops.errors import (
+    TrainingError,
+    TrainingFolderBusy,
+    TrainingGroupFailed,
+)
 from slmops.evaluation.config import config_for_run
 from slmops.evaluation.run import run as evaluate
 from slmops.training.run import run
@@ -120,7 +124,7 @@ def test_a_rank_killed_after_a_checkpoint_fails_retryably_and_a_rerun_resumes(
         lambda: first_checkpoint(config.folder.checkpoints), timeout=120, what="a checkpoint"
     )
     # The lock covers the whole group: a second run into the folder is refused meanwhile.
-    with pytest.raises(ConfigError, match="being written by another"):
+    with pytest.raises(TrainingFolderBusy, match="is being trained by"):
         run(config)
     group = processes_mentioning(marker)
     ranks = [p for p in group if "torch.distributed.run" not in p.cmdline()]

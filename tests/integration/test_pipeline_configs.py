@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from slmops.layout import ModelStore
 from slmops.pipeline import locations, stages
 from slmops.pipeline.configs.pipelines import PIPELINES_DIR, load_pipelines
+from slmops.pipeline.model_versions import version_name
 from slmops.pipeline.plan import prepare
 from slmops.testing import GUIDE_OLIVE_CONFIG
 
@@ -86,9 +88,9 @@ def test_run_config_runs_the_guides_olive_config(tmp_path):
     assert adapter["r"] == 16 and set(adapter["target_modules"]) == set(training["target_modules"])
     summary = json.loads((run / "report" / "summary.json").read_text())
     assert set(summary["stages"].values()) == {"PASS"}
-    latest = json.loads((tmp_path / "artifacts/models/model-lora/latest.json").read_text())
-    assert latest["version"] == "olive" and Path(latest["path"]).is_dir()
-    assert f"published: {latest['path']}" in done.stdout
+    published = ModelStore(tmp_path / "artifacts/models").latest_version("model-lora")
+    assert published.name == version_name("slm_olive-config", "olive")
+    assert f"published: {published}" in done.stdout
 
 
 def test_run_config_names_the_olive_key_of_an_absent_module(tmp_path):
@@ -123,7 +125,7 @@ def test_run_config_runs_a_pipeline_config_and_keeps_a_better_champion(tmp_path)
     assert "keep: on the same 24 eval rows (cpu-fp32)" in second.stdout
     assert "run second is not published" in second.stderr
     latest = json.loads((artifacts / "models" / "local-tones" / "latest.json").read_text())
-    assert latest["version"] == "first"
+    assert latest["version"] == version_name("slm_tones", "first")
 
 
 def test_shipped_pipeline_folder_has_the_two_examples():

@@ -10,6 +10,7 @@ import pytest
 from dag_runs import read_json, run_dag
 
 from slmops.pipeline import locations
+from slmops.pipeline.model_versions import version_name
 
 pytestmark = pytest.mark.integration
 
@@ -52,7 +53,8 @@ def test_data_change_promotes_a_better_model_and_keeps_the_champion_otherwise(
     decision = _decision(artifacts, first)
     assert decision["decision"] == "promote"
     assert "no champion" in decision["reason"]
-    assert _registry(artifacts) == {"champion": (locations.safe_name(first["run_id"]), "true")}
+    champion = version_name(DATA_CHANGE, first["run_id"])
+    assert _registry(artifacts) == {"champion": (champion, "true")}
 
     second, output = run_dag(dag_env, artifacts, strong, DATA_CHANGE, "2026-11-29T02:00:00+00:00")
     assert second["state"] == "success", output[-5000:]
@@ -61,9 +63,9 @@ def test_data_change_promotes_a_better_model_and_keeps_the_champion_otherwise(
     assert decision["decision"] == "promote", decision
     assert decision["target"] == "cpu-fp32" and decision["primary_metric"] == "accuracy"
     assert decision["challenger"]["metric"] > decision["champion"]["metric"] + 0.01
-    assert decision["champion"]["version"] == locations.safe_name(first["run_id"])
+    assert decision["champion"]["version"] == version_name(DATA_CHANGE, first["run_id"])
     latest = read_json(artifacts / "models" / "tones" / "latest.json")
-    assert latest["version"] == locations.safe_name(second["run_id"])
+    assert latest["version"] == version_name(DATA_CHANGE, second["run_id"])
     assert _registry(artifacts) == {"champion": (latest["version"], "true")}
 
     third, output = run_dag(dag_env, artifacts, weak, DATA_CHANGE, "2026-11-29T03:00:00+00:00")
@@ -72,17 +74,17 @@ def test_data_change_promotes_a_better_model_and_keeps_the_champion_otherwise(
     assert third["tasks"]["publish"] == "skipped"  # not a failure: the champion stays
     decision = _decision(artifacts, third)
     assert decision["decision"] == "keep", decision
-    assert decision["champion"]["version"] == locations.safe_name(second["run_id"])
+    assert decision["champion"]["version"] == version_name(DATA_CHANGE, second["run_id"])
     assert decision["challenger"]["metric"] < decision["champion"]["metric"]
     assert "below the promotion margin 0.01" in decision["reason"]
     assert "so the champion stays published" in output  # the publish task's log says why
     assert read_json(artifacts / "models" / "tones" / "latest.json") == latest
     assert _registry(artifacts) == {
         "champion": (latest["version"], "true"),
-        "challenger": (locations.safe_name(third["run_id"]), "false"),
+        "challenger": (version_name(DATA_CHANGE, third["run_id"]), "false"),
     }
     versions = sorted(p.name for p in (artifacts / "models" / "tones" / "versions").iterdir())
-    assert versions == sorted(locations.safe_name(r["run_id"]) for r in (first, second))
+    assert versions == sorted(version_name(DATA_CHANGE, r["run_id"]) for r in (first, second))
 
     run = locations.run_dir(artifacts, DATA_CHANGE, third["run_id"])
     report = (run / "report" / "report.md").read_text(encoding="utf-8")
@@ -126,7 +128,7 @@ def test_hpo_runs_three_trials_and_trains_the_best(dag_env, conf, tmp_path):
     assert "## Hyperparameter search" in report
     assert "| trial | learning_rate | accuracy | eval_loss | status | best |" in report
     manifest = read_json(artifacts / "models" / "tones-hpo" / "latest.json")
-    assert manifest["version"] == locations.safe_name(result["run_id"])
+    assert manifest["version"] == version_name("slm_hpo", result["run_id"])
 
 
 def test_multi_adapter_trains_two_adapters_that_answer_differently(dag_env, tmp_path):

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from dag_runs import read_json, run_dag
 
+from slmops.layout import ModelStore
 from slmops.pipeline import locations
 from slmops.pipeline.alerts import read as read_alerts
 
@@ -42,8 +43,7 @@ def test_run_publishes_and_a_cleared_rerun_redoes_nothing(dag_env, conf, tmp_pat
     assert set(summary["stages"].values()) == {"PASS"}
     assert "| optimize[cpu-fp32] | PASS |" in (run / "report" / "report.md").read_text()
 
-    latest = read_json(artifacts / "models" / "tiny-tones" / "latest.json")
-    version = Path(latest["path"])
+    version = ModelStore(artifacts / "models").latest_version("tiny-tones")
     manifest = read_json(version / "manifest.json")
     assert manifest["uri"] == "slmops://models/tiny-tones"
     assert manifest["run_id"] == result["run_id"]

@@ -10,6 +10,8 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 import pytest
@@ -39,6 +41,15 @@ REQUIRED_SERVICES = {
 }
 ARTIFACTS_VOLUME = "slmops-artifacts"
 _DEFAULT = re.compile(r"^\$\{\w+:-(.*)\}$")
+# Compose's interpolation: $$ (a literal $), $VAR, ${VAR}, ${VAR:-default}, ${VAR-default},
+# ${VAR:?error}, ${VAR?error}.
+_INTERPOLATION = re.compile(r"\$(?:(\$)|(\w+)|\{(\w+)(?:(:?[-?])([^}]*))?\})")
+# What the user must give (compose's `:?`): no default for any of them.
+REQUIRED_SECRETS = {
+    "AIRFLOW_JWT_SECRET": "AIRFLOW__API_AUTH__JWT_SECRET",
+    "AIRFLOW_FERNET_KEY": "AIRFLOW__CORE__FERNET_KEY",
+    "AIRFLOW_ADMIN_PASSWORD": "_ADMIN_PASSWORD",
+}
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +77,56 @@ def default_of(value: str) -> str:
     """The value Compose uses for `${VAR:-default}` when VAR is unset (else the value)."""
     match = _DEFAULT.match(value)
     return match.group(1) if match else value
+
+
+class UnsetRequired(Exception):
+    """A `${VAR:?message}` whose VAR is unset or empty: compose stops with the message."""
+
+
+def interpolate(value: str, env: dict[str, str]) -> str:
+    """``value`` as Compose resolves it with the variables ``env`` (.env and the shell)."""
+
+    def resolve(match: re.Match) -> str:
+        dollar, bare, name, operator, argument = match.groups()
+        if dollar:
+            return "$"
+        if bare:
+            return env.get(bare, "")
+        given = env.get(name)
+        missing = given is None or (operator is not None and operator.startswith(":") and not given)
+        if operator in (":-", "-"):
+            return argument if missing else given
+        if operator in (":?", "?"):
+            if missing:
+                raise UnsetRequired(f"{name}: {argument}")
+            return given
+        return given or ""
+
+    return _INTERPOLATION.sub(resolve, value)
+
+
+def strings(node) -> Iterator[str]:
+    """Every string of a parsed YAML document (keys and values)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from strings(key)
+            yield from strings(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from strings(item)
+    elif isinstance(node, str):
+        yield node
+
+
+def unset_required(compose: dict, env: dict[str, str]) -> set[str]:
+    """The variables whose absence makes `docker compose` refuse the file."""
+    missing = set()
+    for text in strings(compose):
+        try:
+            interpolate(text, env)
+        except UnsetRequired as exc:
+            missing.add(str(exc).split(":")[0])
+    return missing
 
 
 def mounts(service: dict) -> dict[str, str]:
@@ -116,8 +177,7 @@ def test_airflow_services_share_executor_db_and_jwt_secret(airflow):
         assert env["AIRFLOW__CORE__LOAD_EXAMPLES"] == "False", name
         assert env["AIRFLOW__CORE__DAGS_FOLDER"] == "/opt/airflow/dags", name
     secrets = {env["AIRFLOW__API_AUTH__JWT_SECRET"] for env in envs.values()}
-    assert len(secrets) == 1
-    assert len(default_of(secrets.pop())) >= 64  # HS512 key length
+    assert secrets == {"${AIRFLOW_JWT_SECRET:?set AIRFLOW_JWT_SECRET in .env - see .env.example}"}
 
 
 def test_execution_api_url_points_at_the_api_server(services, airflow):
@@ -126,7 +186,7 @@ def test_execution_api_url_points_at_the_api_server(services, airflow):
         assert url == "http://airflow-apiserver:8080/execution/", name
     api = services["airflow-apiserver"]
     assert command(api) == ["api-server"]
-    assert "8080:8080" in [str(port) for port in api["ports"]]
+    assert api["ports"] == ["${SLMOPS_BIND_ADDRESS:-127.0.0.1}:8080:8080"]
 
 
 def test_postgres_16_and_redis(services):
@@ -267,3 +327,112 @@ def test_docker_compose_config_accepts_the_file():
         cwd=ROOT,
     )
     assert checked.returncode == 0, checked.stderr
+
+
+# -- exposure and authentication: nothing public by default, no secret shipped -------------
+
+
+def test_compose_refuses_to_start_without_the_three_secrets(compose):
+    assert unset_required(compose, {}) == set(REQUIRED_SECRETS)
+    given = {name: "x" * 86 for name in REQUIRED_SECRETS}
+    assert unset_required(compose, given) == set()
+    # An empty value (the .env.example as shipped) is refused like an unset one.
+    for name in REQUIRED_SECRETS:
+        assert unset_required(compose, {**given, name: ""}) == {name}
+
+
+def test_each_secret_reaches_its_setting_only_from_the_user(compose, services, airflow):
+    given = dict(AIRFLOW_JWT_SECRET="jwt", AIRFLOW_FERNET_KEY="fk", AIRFLOW_ADMIN_PASSWORD="pw")
+    for name, spec in airflow.items():
+        env = effective_env(spec)
+        assert interpolate(env["AIRFLOW__API_AUTH__JWT_SECRET"], given) == "jwt", name
+        assert interpolate(env["AIRFLOW__CORE__FERNET_KEY"], given) == "fk", name
+    init_env = services["airflow-init"]["environment"]
+    assert interpolate(init_env["_ADMIN_PASSWORD"], given) == "pw"
+
+
+def test_no_default_secret_or_admin_admin_anywhere(compose):
+    text = (ROOT / "docker-compose.yaml").read_text(encoding="utf-8")
+    secretive = re.compile(r"SECRET|PASSWORD|FERNET|TOKEN|_KEY\b", re.IGNORECASE)
+    for value in strings(compose):
+        for match in _INTERPOLATION.finditer(value):
+            name, operator = match.group(3), match.group(4)
+            if name and secretive.search(name):
+                assert operator in (":?", "?"), f"{name} has a default: {match.group(0)}"
+    for line in text.splitlines():
+        code = line.split("#")[0]
+        assert not re.search(r"FERNET_KEY:\s*[\"']{2}", code), line  # an empty Fernet key
+    assert "admin / admin" not in text and "change-me" not in text
+    assert not re.search(r"\{\s*\"admin\"\s*:\s*\"admin\"\s*\}", text)
+    assert ":-admin}" not in text
+
+
+def test_every_published_port_binds_to_loopback_by_default(services):
+    published = {
+        name: [interpolate(str(port), {}) for port in spec["ports"]]
+        for name, spec in services.items()
+        if spec.get("ports")
+    }
+    assert {"airflow-apiserver", "mlflow"} <= published.keys()
+    for name, ports in published.items():
+        for port in ports:
+            host, _, mapping = port.partition(":")
+            assert host == "127.0.0.1" and mapping.count(":") == 1, (name, port)
+    # Exposing the UI is one deliberate setting; MLflow (no login) stays on loopback.
+    exposed = {"SLMOPS_BIND_ADDRESS": "0.0.0.0"}
+    api = [interpolate(port, exposed) for port in services["airflow-apiserver"]["ports"]]
+    assert api == ["0.0.0.0:8080:8080"]
+    assert services["mlflow"]["ports"] == ["127.0.0.1:5000:5000"]
+
+
+def test_scheduler_health_server_listens_on_loopback_only(services):
+    """cluster.env (both deployments) binds it to 127.0.0.1; compose asks from inside."""
+    shared = read_env_file(ENV_FILE)
+    assert shared["AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK"] == "True"
+    assert shared["AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_HOST"] == "127.0.0.1"
+    probe = services["airflow-scheduler"]["healthcheck"]["test"]
+    assert "http://localhost:8974/health" in probe
+
+
+def test_admin_password_file_is_private(services):
+    script = services["airflow-init"]["command"][-1]
+    assert "umask 077" in script
+    assert 'chmod 0600 "$${passwords}"' in script
+
+
+def _generators(example: str) -> dict[str, str]:
+    """The one-line python commands .env.example gives, by the variable they precede."""
+    found, pending = {}, None
+    for line in example.splitlines():
+        command = re.match(r"^#\s+python3 -c (.+)$", line)
+        if command:
+            pending = shlex.split(command.group(1))[0]
+        elif (assignment := re.match(r"^(\w+)=(.*)$", line)) and pending:
+            found[assignment.group(1)] = pending
+            pending = None
+    return found
+
+
+def test_env_example_names_each_secret_empty_with_a_working_generator():
+    example = (ROOT / ".env.example").read_text(encoding="utf-8")
+    assigned = dict(re.findall(r"^(\w+)=(.*)$", example, re.MULTILINE))
+    assert set(REQUIRED_SECRETS) <= assigned.keys()
+    assert all(assigned[name] == "" for name in REQUIRED_SECRETS)  # no shipped value
+    generators = _generators(example)
+    assert generators.keys() == set(REQUIRED_SECRETS)
+    made = {
+        name: subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        for name, code in generators.items()
+    }
+    assert len(made["AIRFLOW_JWT_SECRET"].encode()) >= 64  # HS512 key length
+    from cryptography.fernet import Fernet
+
+    Fernet(made["AIRFLOW_FERNET_KEY"].encode())  # raises on a malformed key
+    assert len(made["AIRFLOW_ADMIN_PASSWORD"]) >= 16
+    # Fresh ones each time: nothing is a constant in disguise.
+    again = subprocess.run(
+        [sys.executable, "-c", generators["AIRFLOW_JWT_SECRET"]], capture_output=True, text=True
+    )
+    assert again.stdout.strip() != made["AIRFLOW_JWT_SECRET"]

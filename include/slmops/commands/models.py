@@ -1,9 +1,11 @@
-"""``slmops models pull | list | verify``: the local model store."""
+"""``slmops models pull | list | remove | verify``: the local model store (and, with
+``verify --published NAME``, the integrity of a published model's versions)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from slmops import model_store
 from slmops.artifacts import models_dir
@@ -33,7 +35,22 @@ def register(subparsers) -> None:
     drop.add_argument("name")
     drop.set_defaults(func=_remove)
 
-    check = actions.add_parser("verify", help="re-hash every stored file against its manifest")
+    check = actions.add_parser(
+        "verify",
+        help="re-hash every stored file against its manifest (base models, or with "
+        "--published a published model's versions)",
+    )
+    check.add_argument(
+        "--published",
+        metavar="NAME",
+        help="verify the published model NAME (ARTIFACTS/models/NAME) instead of base models",
+    )
+    check.add_argument("--version", help="only this version of the published model")
+    check.add_argument(
+        "--artifacts_root",
+        type=Path,
+        help="artifacts root (default: $SLMOPS_ARTIFACTS_ROOT, else SLMOPS_HOME/artifacts)",
+    )
     check.set_defaults(func=_verify)
 
 
@@ -79,8 +96,45 @@ def _remove(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
+    if args.published:
+        return _verify_published(args)
     stored = model_store.list_models(full=True)
     damaged = [m for m in stored if not m.ok]
     for m in stored:
         print(f"{m.name}: {'ok' if m.ok else '; '.join(m.problems)}")
+    return 1 if damaged else 0
+
+
+def _verify_published(args: argparse.Namespace) -> int:
+    """Each version of a published model against its manifest's sha256s; exit 1 naming
+    every missing, changed or added file."""
+    from slmops.errors import ConfigError
+    from slmops.layout import ModelStore
+    from slmops.pipeline import locations, model_versions
+
+    root = locations.artifacts_root(str(args.artifacts_root) if args.artifacts_root else None)
+    store = ModelStore(locations.models_root(root))
+    folder = store.versions(args.published)
+    names = (
+        [args.version]
+        if args.version
+        else sorted(
+            entry.name
+            for entry in (folder.iterdir() if folder.is_dir() else ())
+            if entry.is_dir() and not entry.name.startswith(".")
+        )
+    )
+    missing = [n for n in names if not store.version(args.published, n).is_dir()]
+    if not names or missing:
+        raise ConfigError(
+            f"--published {args.published}: no version {', '.join(missing) or ''} under "
+            f"{folder}; check the name (omit --version to verify every version)"
+        )
+    damaged = 0
+    for name in names:
+        problems = model_versions.verify(store.version(args.published, name))
+        damaged += bool(problems)
+        print(f"{args.published} {name}: {'ok' if not problems else 'DAMAGED'}")
+        for problem in problems:
+            print(f"  {problem}")
     return 1 if damaged else 0

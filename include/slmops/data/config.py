@@ -71,7 +71,13 @@ class DataConfig(SettingsModel):
     )
     data_files: list[str] | None = Field(
         None,
-        description="local JSON, JSONL, CSV or Parquet files or folders, comma-separated",
+        description="local JSON, JSONL, CSV or Parquet files, folders or glob patterns "
+        "(data/*.jsonl, data/**/*.csv), comma-separated",
+    )
+    data_roots: list[str] | None = Field(
+        None,
+        description="folders every data file read must lie in, symlinks resolved (a "
+        "pipeline sets its data roots here); default: no limit",
     )
     train_subset: str | None = Field(None, description="hub dataset configuration for training")
     eval_subset: str | None = Field(None, description="hub dataset configuration for evaluation")
@@ -122,7 +128,7 @@ class DataConfig(SettingsModel):
         None, description="system message put first in every chat (chat template)"
     )
 
-    _split_commas = field_validator("data_files", mode="before")(split_commas)
+    _split_commas = field_validator("data_files", "data_roots", mode="before")(split_commas)
 
     @field_validator("train_split", "eval_split")
     @classmethod

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,9 +20,18 @@ import pandas as pd
 
 from slmops.data.config import DataConfig
 from slmops.data.formatting import Example, RowFormatter
-from slmops.data.readers import LINE, META_COLUMNS, SOURCE, expand_paths, folder_files
+from slmops.data.readers import (
+    LINE,
+    MAX_FILE_MB_ENV,
+    META_COLUMNS,
+    SOURCE,
+    expand_paths,
+    folder_files,
+    limit_bytes,
+)
 from slmops.data.readers import read_file as read_local_file
 from slmops.errors import DataError, FormatError
+from slmops.models import transient_hub_error
 from slmops.progress import Log, no_log
 
 
@@ -190,27 +200,29 @@ def _labels(frame: pd.DataFrame, label: str | None) -> list[str] | None:
 
 def _source_splits(config: DataConfig, subset: str | None, log: Log) -> dict[str, pd.DataFrame]:
     """Every split the source offers, as frames (local files are all one ``train`` split)."""
+    roots = [Path(root) for root in config.data_roots] if config.data_roots else None
     if config.data_files is not None:
         if subset is not None:
             raise DataError("train_subset / eval_subset apply to hub datasets, not to data_files")
-        return {"train": _concat(_read_entries(config.data_files))}
+        return {"train": _concat(_read_entries(config.data_files, roots))}
     name = config.data_name or ""
     if Path(name).expanduser().is_dir():
         grouped = folder_files(Path(name).expanduser())
         return {
-            split: _concat([read_local_file(p) for p in files]) for split, files in grouped.items()
+            split: _concat([read_local_file(p, roots) for p in files])
+            for split, files in grouped.items()
         }
     return load_hub_splits(name, subset, revision=config.data_revision, log=log)
 
 
-def _read_entries(entries: list[str]) -> list[pd.DataFrame]:
+def _read_entries(entries: list[str], roots: list[Path] | None) -> list[pd.DataFrame]:
     frames = []
-    for path in expand_paths(entries):
+    for path in expand_paths(entries, roots):
         if path.is_dir():
             for paths in folder_files(path).values():
-                frames.extend(read_local_file(p) for p in paths)
+                frames.extend(read_local_file(p, roots) for p in paths)
         else:
-            frames.append(read_local_file(path))
+            frames.append(read_local_file(path, roots))
     return frames
 
 
@@ -221,18 +233,33 @@ def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
 def load_hub_splits(
     name: str, subset: str | None, *, revision: str | None = None, log: Log = no_log
 ) -> dict[str, pd.DataFrame]:
-    """All splits of a hub dataset (``datasets.load_dataset``), for users with a network."""
+    """All splits of a hub dataset (``datasets.load_dataset``), for users with a network;
+    at most $SLMOPS_MAX_DATA_FILE_MB of it in all. A hub failure that usually passes is a
+    TransientError (retried), any other a DataError."""
     import datasets
 
     log(f"loading dataset {name}" + (f" ({subset})" if subset else "") + " with datasets")
     try:
         loaded = datasets.load_dataset(name, subset, revision=revision)
     except Exception as exc:  # offline, unknown id, gated, bad subset: all one message
+        offline = os.environ.get("HF_DATASETS_OFFLINE", "").lower() in {"1", "true", "yes", "on"}
+        transient = None if offline else transient_hub_error(exc, f"dataset {name!r}")
+        if transient is not None:
+            log(str(transient))
+            raise transient from exc
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(
             f"data_name {name!r}: could not load the dataset ({reason}). Without a network, "
             "pass local files with --data_files or a local folder as --data_name"
         ) from None
+    limit = limit_bytes(MAX_FILE_MB_ENV)
+    size = sum(dataset.data.nbytes for dataset in loaded.values())
+    if size > limit:  # checked on the memory-mapped Arrow data, before any copy to pandas
+        raise DataError(
+            f"data_name {name!r}: the dataset is {size / 2**20:.1f} MB, over the limit of "
+            f"{limit / 2**20:g} MB (${MAX_FILE_MB_ENV}); slice it on the hub side, or raise "
+            f"${MAX_FILE_MB_ENV} where the workers have the memory for it"
+        )
     frames = {}
     for split, dataset in loaded.items():
         frame = dataset.to_pandas()

@@ -3,6 +3,12 @@
 Every frame carries two extra columns: ``SOURCE`` (the file) and ``LINE`` (the line of a
 text file where the row starts, or the row number of a Parquet file), so validation can
 point at the exact place to fix. Errors name the file and line and say what to do.
+
+Given the data roots, every file is resolved (symlinks followed) when it is opened and
+must lie inside one of them. Sizes are checked before anything is read: a file may hold
+at most $SLMOPS_MAX_DATA_FILE_MB (default 1024; for Parquet, also uncompressed), a line
+of JSON Lines or CSV, or one row of a JSON array, at most $SLMOPS_MAX_DATA_LINE_MB
+(default 16).
 """
 
 from __future__ import annotations
@@ -10,12 +16,13 @@ from __future__ import annotations
 import csv
 import glob
 import json
+import os
 import sys
 from pathlib import Path
 
 import pandas as pd
 
-from slmops.errors import DataError
+from slmops.errors import ConfigError, DataError
 
 SOURCE = "_slmops_source"
 LINE = "_slmops_line"
@@ -29,6 +36,10 @@ READERS_BY_SUFFIX = {
     ".tsv": "tsv",
     ".parquet": "parquet",
 }
+MAX_FILE_MB_ENV = "SLMOPS_MAX_DATA_FILE_MB"
+MAX_LINE_MB_ENV = "SLMOPS_MAX_DATA_LINE_MB"
+_DEFAULT_LIMITS_MB = {MAX_FILE_MB_ENV: 1024.0, MAX_LINE_MB_ENV: 16.0}
+_MB = 1024 * 1024
 # datasets' folder convention: a file or sub-folder named after its split.
 SPLIT_NAMES = {
     "train": ("train", "training"),
@@ -37,8 +48,9 @@ SPLIT_NAMES = {
 }
 
 
-def read_file(path: Path) -> pd.DataFrame:
-    """All rows of one local file, with ``SOURCE`` / ``LINE`` columns."""
+def read_file(path: Path, roots: list[Path] | None = None) -> pd.DataFrame:
+    """All rows of one local file, with ``SOURCE`` / ``LINE`` columns; with ``roots``, the
+    file (symlinks resolved) must lie inside one of them."""
     path = Path(path)
     kind = READERS_BY_SUFFIX.get(path.suffix.lower())
     if kind is None:
@@ -46,15 +58,20 @@ def read_file(path: Path) -> pd.DataFrame:
             f"{path}: unsupported file type {path.suffix or '(none)'}; use one of "
             + ", ".join(sorted(READERS_BY_SUFFIX))
         )
-    if not path.is_file():
+    opened = confined(path, roots)
+    if not opened.is_file():
         raise DataError(f"{path}: no such file")
-    if path.stat().st_size == 0:
+    size = opened.stat().st_size
+    if size == 0:
         raise DataError(f"{path}: the file is empty; it needs at least one row")
+    _check_size(path, size, "the file")
     if kind == "parquet":
-        records, lines = _read_parquet(path)
+        records, lines = _read_parquet(path, opened)
     else:
-        text = _decode(path)
+        text = _decode(path, opened)
         reader = {"jsonl": _read_jsonl, "json": _read_json, "csv": _read_csv, "tsv": _read_csv}
+        if kind != "json":  # a JSON array may be one line; its rows are checked one by one
+            _check_line_lengths(path, text)
         records, lines = reader[kind](path, text)
     if not records:
         raise DataError(f"{path}: no rows found; the file needs at least one row")
@@ -64,14 +81,67 @@ def read_file(path: Path) -> pd.DataFrame:
     return frame
 
 
-def expand_paths(entries: list[str]) -> list[Path]:
-    """Files named by ``--data_files`` entries: files, glob patterns or folders."""
+def confined(path: Path, roots: list[Path] | None) -> Path:
+    """``path`` resolved (symlinks followed); with ``roots``, it must lie inside one."""
+    resolved = Path(path).resolve()
+    if roots is not None and not any(
+        resolved.is_relative_to(Path(root).resolve()) for root in roots
+    ):
+        allowed = ", ".join(str(root) for root in roots) or "(none)"
+        raise DataError(
+            f"{path}: resolves to {resolved}, outside the data roots ({allowed}); copy the "
+            "file into a data root instead of linking to it"
+        )
+    return resolved
+
+
+def limit_bytes(variable: str) -> int:
+    """A size limit from the environment, in bytes (``variable`` holds megabytes)."""
+    value = os.environ.get(variable, "").strip()
+    if not value:
+        return int(_DEFAULT_LIMITS_MB[variable] * _MB)
+    try:
+        megabytes = float(value)
+    except ValueError:
+        megabytes = -1.0
+    if not 0 < megabytes < float("inf"):
+        raise ConfigError(f"${variable}={value!r}: give a positive number of megabytes")
+    return int(megabytes * _MB)
+
+
+def _check_size(path: Path, size: int, what: str, line: int | None = None) -> None:
+    variable = MAX_FILE_MB_ENV if line is None else MAX_LINE_MB_ENV
+    limit = limit_bytes(variable)
+    if size > limit:
+        where = f"{path}: line {line}" if line is not None else str(path)
+        raise DataError(
+            f"{where}: {what} is {size / _MB:.1f} MB, over the limit of {limit / _MB:g} MB "
+            f"(${variable}); split the data, or raise ${variable} where the workers have "
+            "the memory for it"
+        )
+
+
+def _check_line_lengths(path: Path, text: str) -> None:
+    limit = limit_bytes(MAX_LINE_MB_ENV)
+    if len(text) <= limit:
+        return
+    for number, line in enumerate(text.splitlines(), start=1):
+        if len(line) > limit:
+            _check_size(path, len(line.encode("utf-8")), "the line", number)
+
+
+def expand_paths(entries: list[str], roots: list[Path] | None = None) -> list[Path]:
+    """Files named by ``--data_files`` entries: files, glob patterns or folders (a name
+    that exists is taken as it is, so ``data[1].jsonl`` is a file). Every match of a
+    pattern must lie inside ``roots`` when given."""
     paths: list[Path] = []
     for entry in entries:
-        if any(char in entry for char in "*?["):
+        if any(char in entry for char in "*?[") and not Path(entry).exists():
             matches = sorted(Path(match) for match in glob.glob(entry, recursive=True))
             if not matches:
                 raise DataError(f"{entry}: the pattern matches no file")
+            for match in matches:
+                confined(match, roots)
             paths.extend(match for match in matches if match.is_file())
         else:
             paths.append(Path(entry))
@@ -112,8 +182,8 @@ def _split_of(relative: Path) -> str | None:
     return None
 
 
-def _decode(path: Path) -> str:
-    data = path.read_bytes()
+def _decode(path: Path, opened: Path) -> str:
+    data = opened.read_bytes()
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -170,6 +240,7 @@ def _read_json(path: Path, text: str) -> tuple[list[dict], list[int]]:
                 position = _skip_space(text, position + 1)
             line, counted = line + text.count("\n", counted, position), position
             record, end = _decode_value(decoder, text, position, path, line)
+            _check_size(path, end - position, "the row", line)
             _require_object(record, path, line)
             records.append(record)
             lines.append(line)
@@ -231,6 +302,8 @@ def _require_object(record: object, path: Path, line: int) -> None:
 def _read_csv(path: Path, text: str) -> tuple[list[dict], list[int]]:
     """Cells stay strings (no "NA" -> missing guessing); empty cells stay empty strings."""
     delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    # A quoted cell may span lines: bound it by the line limit too (csv's default is 128 KB).
+    csv.field_size_limit(limit_bytes(MAX_LINE_MB_ENV))
     reader = csv.reader(text.splitlines(keepends=True), delimiter=delimiter, strict=True)
     try:
         header = next(reader)
@@ -258,12 +331,20 @@ def _read_csv(path: Path, text: str) -> tuple[list[dict], list[int]]:
     return records, lines
 
 
-def _read_parquet(path: Path) -> tuple[list[dict], list[int]]:
+def _read_parquet(path: Path, opened: Path) -> tuple[list[dict], list[int]]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        table = pq.read_table(path)
+        with pq.ParquetFile(opened) as parquet:
+            metadata = parquet.metadata
+            unpacked = sum(
+                metadata.row_group(index).total_byte_size
+                for index in range(metadata.num_row_groups)
+            )
+            # Compressed, a small file can hold gigabytes: check what it unpacks to first.
+            _check_size(path, unpacked, "the data uncompressed")
+            table = parquet.read()
     except (pa.ArrowInvalid, OSError) as exc:
         raise DataError(f"{path}: not a readable Parquet file ({exc})") from None
     records = table.to_pylist()

@@ -38,6 +38,7 @@ from slmops.layout import ADAPTER, MERGED, VALIDATION_REPORT, TrainingLayout
 from slmops.models import ResolvedModel, load_padding_tokenizer, resolve
 from slmops.progress import Log, no_log
 from slmops.training.adapters import check_adapter_folder
+from slmops.training.folder import recorded_output
 
 
 @dataclass
@@ -206,12 +207,13 @@ def _fine_tuned_source(
         return check_adapter_folder(config.adapter_path), None
     if history is None:
         return None, None  # a single model, scored on its own
-    outputs = history.get("outputs", {})
     run_path = Path(config.run_path)
-    if outputs.get(ADAPTER):
-        return run_path / outputs[ADAPTER], None
-    if outputs.get(MERGED):
-        return None, run_path / outputs[MERGED]
+    adapter = recorded_output(run_path, history, ADAPTER)
+    if adapter is not None:
+        return adapter, None
+    merged = recorded_output(run_path, history, MERGED)
+    if merged is not None:
+        return None, merged
     raise EvaluationError(f"run_path {run_path}: the run recorded neither an adapter nor a model")
 
 

@@ -1,6 +1,8 @@
 """Evaluation: ``run(config) -> EvaluationResult`` (metrics, base vs fine-tuned, gates, report).
 
-The eval split is rebuilt exactly as training built it (same data settings and seed).
+The eval split is rebuilt exactly as training built it (same data settings and seed); a
+run's own data settings that now read other data than training did (a file changed in
+between) are refused before any model is loaded.
 The base model and the fine-tuned model (base + adapter) answer every eval prompt by
 batched greedy generation and are scored on the same rows; the gates then judge the
 training history and the scores. Everything lands in one folder, written whole or not at
@@ -22,8 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from slmops.artifacts import atomic_directory, atomic_write_json, atomic_write_text
+from slmops.data.config import DataConfig
 from slmops.devices import place
-from slmops.errors import GateFailure
+from slmops.errors import DataError, GateFailure
 from slmops.evaluation import answers as stored_answers
 from slmops.evaluation import eval_set, gates
 from slmops.evaluation.config import (
@@ -42,7 +45,14 @@ from slmops.evaluation.scoring import (
     text_metrics,
 )
 from slmops.inference import decode_answers, greedy_token_ids
-from slmops.layout import ANSWERS_NAME, EVAL_SET_NAME, EVALUATION_NAME, GATES_NAME, MERGED
+from slmops.layout import (
+    ANSWERS_NAME,
+    EVAL_SET_NAME,
+    EVALUATION_NAME,
+    GATES_NAME,
+    MERGED,
+    METRICS_NAME,
+)
 from slmops.models import (
     load_causal_lm,
     quiet_libraries,
@@ -50,6 +60,7 @@ from slmops.models import (
 from slmops.progress import Log, no_log
 from slmops.report import verdict
 from slmops.training.adapters import apply_adapter
+from slmops.training.folder import recorded_output
 
 PREDICTIONS_NAME = "predictions.jsonl"
 
@@ -71,6 +82,7 @@ def run(config: EvaluateConfig, *, log: Log = no_log) -> EvaluationResult:
     quiet_libraries()
     device = place(device=config.device).device
     eval_plan = eval_set.build(config, log)
+    require_training_data(config, eval_plan)
     scored = _score_models(eval_plan, config, device, log)
     records = _judge(config, eval_plan, scored)
     predictions = _prediction_rows(eval_plan, scored)
@@ -90,6 +102,29 @@ def run(config: EvaluateConfig, *, log: Log = no_log) -> EvaluationResult:
     if result.failed and config.fail_on_gates:
         raise GateFailure(result.failed)
     return result
+
+
+def require_training_data(config: EvaluateConfig, eval_plan: EvalPlan) -> None:
+    """Refuse (``DataError``, before any model is loaded) to evaluate a run with its own
+    data settings when the data they read now are not the data it was trained on: a file
+    changed after training. Data chosen on purpose (other data settings) are scored and
+    recorded as other data."""
+    history = eval_plan.history
+    trained = ((history or {}).get("dataset") or {}).get("fingerprint")
+    if trained is None or trained == eval_plan.data.fingerprint:
+        return
+    fields = set(DataConfig.model_fields)
+    settings = config.model_dump(mode="json", include=fields)
+    if settings != {name: history["config"].get(name) for name in fields}:
+        return
+    sources = ", ".join(config.data_files or []) or f"dataset {config.data_name}"
+    raise DataError(
+        f"the evaluation data are not the data this run was trained on: {sources} now give "
+        f"fingerprint {eval_plan.data.fingerprint}, but {Path(config.run_path) / METRICS_NAME} "
+        f"records training on fingerprint {trained}. The data changed after training; "
+        "nothing was evaluated. Rerun the whole run on the data as they are now (or pass "
+        "other data settings to score this model on other data on purpose)"
+    )
 
 
 def _load(path: Path, config: EvaluateConfig, device: str):
@@ -125,11 +160,13 @@ def _identities(model, eval_plan: EvalPlan, config: EvaluateConfig) -> list[dict
         return []  # no answers to store
     loaded = eval_plan.fine_tuned_model or eval_plan.base.path
     identities = [stored_answers.weights(loaded, eval_plan.adapter)]
-    outputs = (eval_plan.history or {}).get("outputs", {})
-    if eval_plan.adapter is not None and config.run_path is not None and outputs.get(MERGED):
-        merged = Path(config.run_path) / outputs[MERGED]
-        if stored_answers.holds(model, merged):
-            identities.append(stored_answers.weights(merged, None))
+    merged = (
+        recorded_output(Path(config.run_path), eval_plan.history, MERGED)
+        if eval_plan.adapter is not None and config.run_path is not None
+        else None
+    )
+    if merged is not None and stored_answers.holds(model, merged):
+        identities.append(stored_answers.weights(merged, None))
     return identities
 
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 from slmops import timeouts
+from slmops.artifacts import remove_stale_temporaries, temporary_directory
 from slmops.errors import BuilderUnsupported, ExportError
 from slmops.progress import Log, no_log
+
+_CACHE_LABEL = "builder-cache"
 
 BUILD_LOG = "build.log"
 _UNSUPPORTED_MARK = "is not currently supported"
@@ -36,7 +38,11 @@ def build_with_genai(
     chat template). ``options`` are the builder's ``--extra_options`` (KEY=VALUE). With
     ``adapter_path`` the LoRA weights stay separate MatMuls beside
     the base weights (the multi-adapter export reads them back out)."""
-    with tempfile.TemporaryDirectory(prefix="slmops-builder-cache-") as cache:
+    # The builder's download/conversion cache sits beside the output, on its disk, named
+    # so that the next export removes one a killed export left (never a live one).
+    remove_stale_temporaries(Path(out_dir).parent / _CACHE_LABEL)
+    with temporary_directory(Path(out_dir).parent, _CACHE_LABEL) as cache_dir:
+        cache = str(cache_dir)
         command = [
             sys.executable,
             "-m",

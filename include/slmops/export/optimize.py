@@ -22,12 +22,18 @@ exporter and the benchmark load the saved folder in processes of their own, by d
 from __future__ import annotations
 
 import gc
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from slmops.artifacts import atomic_directory, atomic_write_json
+from slmops.artifacts import (
+    atomic_directory,
+    atomic_write_json,
+    ensure_free_space,
+    remove_stale_temporaries,
+    temporary_directory,
+    tree_size,
+)
 from slmops.errors import GateFailure
 from slmops.evaluation import eval_set, gates
 from slmops.evaluation.config import read_run_metrics
@@ -57,6 +63,7 @@ from slmops.models import (
 )
 from slmops.progress import Log, no_log
 from slmops.training.adapters import check_adapter_fits, check_adapter_folder, merge_into_base
+from slmops.training.folder import recorded_output
 
 PYTORCH_LABEL = "pytorch-fp32"
 
@@ -116,12 +123,11 @@ def run(config: AutoOptConfig, *, log: Log = no_log) -> OptimizeResult:
     out = config.output_dir(target)
     source = _source(config, log)
     runnable, why_not = _can_run(target)
-    # The merged model is staged beside the output: same disk, gone when done.
-    staging_parent = out.parent if out.parent.is_dir() else None
-    with tempfile.TemporaryDirectory(prefix=".slmops-merge-", dir=staging_parent) as staging:
-        model_dir, tokenizer, reference = _pytorch_side(
-            config, source, Path(staging), runnable, log
-        )
+    _make_room(out, source)
+    # The merged model is staged beside the output: same disk, gone when done (and
+    # removed by the next export when a killed one left it).
+    with temporary_directory(out.parent, _staging_label(out)) as staging:
+        model_dir, tokenizer, reference = _pytorch_side(config, source, staging, runnable, log)
         with atomic_directory(out) as folder:
             record = _export(config, target, source, model_dir, folder, log)
             parity_summary, records, bench = None, [], None
@@ -141,6 +147,24 @@ def run(config: AutoOptConfig, *, log: Log = no_log) -> OptimizeResult:
     if result.failed and config.fail_on_gates:
         raise GateFailure(result.failed)
     return result
+
+
+def _staging_label(out: Path) -> str:
+    return f"{out.name}.merge"
+
+
+def _make_room(out: Path, source: _Source) -> None:
+    """Remove what a killed export of ``out`` left (its temporary output and merge
+    folders; never a live export's), then refuse at once when the disk cannot take the
+    export: about the size of the model exported (a float32 export is as large as its
+    source; int4 smaller), plus the merged weights when an adapter is merged first."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out)
+    remove_stale_temporaries(out.parent / _staging_label(out))
+    needed = tree_size(source.model_dir)
+    if source.adapter is not None:
+        needed += tree_size(source.base.path)
+    ensure_free_space(out.parent, needed, what=f"the {out.name} export")
 
 
 def _export(
@@ -257,11 +281,9 @@ def _source(config: AutoOptConfig, log: Log) -> _Source:
         run_path = Path(config.run_path)
         history = read_run_metrics(run_path)
         base_name = base_name or history["config"]["model_name_or_path"]
-        outputs = history.get("outputs", {})
-        if adapter is None and outputs.get(MERGED):
-            model_dir = run_path / outputs[MERGED]
-        elif adapter is None and outputs.get(ADAPTER):
-            adapter = run_path / outputs[ADAPTER]
+        if adapter is None:
+            model_dir = recorded_output(run_path, history, MERGED)
+            adapter = None if model_dir else recorded_output(run_path, history, ADAPTER)
     base = resolve(base_name, log=log)
     if adapter is not None:
         check_adapter_fits(base.path, adapter, base.name)

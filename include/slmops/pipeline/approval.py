@@ -85,6 +85,7 @@ def request(run_dir: Path, *, report_url: str | None = None) -> tuple[str, str]:
     published = (champion or {}).get("champion") or {}
     if "metric" in published:
         lines.append(f"| champion {published['version']} | {cell(published['metric'])} |")
+    if champion:  # a decision made without scores (fail-closed keep) still says why
         lines.append(f"\nChampion/challenger: {champion['decision']}: {champion['reason']}.")
     lines += ["", "| gate | verdict | why |", "|---|---|---|"]
     lines += [

@@ -16,7 +16,7 @@ from typing import Any
 
 from slmops.errors import ConfigError
 from slmops.layout import MANIFEST_NAME, SUMMARY_NAME, ModelStore, RunLayout
-from slmops.pipeline import locations
+from slmops.pipeline import locations, model_versions
 from slmops.pipeline.alerts import read as read_alerts
 
 RUNS_DIR = "runs"
@@ -87,7 +87,8 @@ def models(artifacts_root: Path) -> list[dict]:
     store = ModelStore(locations.models_root(Path(artifacts_root)))
     listing = []
     for folder in _children(store.root):
-        latest = _read(store.latest(folder.name)) or {}
+        latest = store.latest_named(folder.name)
+        latest_name = latest.name if latest is not None else None
         versions = []
         for version in _children(store.versions(folder.name)):
             manifest = _read(version / MANIFEST_NAME)
@@ -98,22 +99,23 @@ def models(artifacts_root: Path) -> list[dict]:
                 {
                     "version": manifest.get("version", version.name),
                     "published_at": manifest.get("published_at"),
+                    "sequence": manifest.get("sequence") or 0,
                     "dag_id": manifest.get("dag_id"),
                     "run_id": manifest.get("run_id"),
                     "metrics": manifest.get("metrics") or {},
                     "targets": manifest.get("targets") or {},
                     "decision": decision.get("reason"),
-                    "latest": version.name == latest.get("version"),
+                    "latest": version.name == latest_name,
                 }
             )
         if not versions:
             continue
-        versions.sort(key=lambda v: v["published_at"] or "", reverse=True)
+        versions.sort(key=lambda v: (v["sequence"], v["published_at"] or ""), reverse=True)
         listing.append(
             {
                 "name": folder.name,
                 "uri": f"slmops://models/{folder.name}",
-                "latest": latest.get("version"),
+                "latest": latest_name,
                 "versions": versions,
                 "champion_history": [v["version"] for v in reversed(versions)],
             }
@@ -141,16 +143,26 @@ def _published(plan: dict) -> dict | None:
     if not plan.get("models_root") or not plan.get("model_name"):
         return None
     store = ModelStore(plan["models_root"])
-    version = locations.safe_name(plan["run_id"])
-    if not store.manifest(store.version(plan["model_name"], version)).is_file():
+    names = (
+        model_versions.version_name(plan.get("dag_id", ""), plan["run_id"]),
+        model_versions.legacy_version_name(plan["run_id"]),  # published by an older slmops
+    )
+    version = next(
+        (v for v in names if store.manifest(store.version(plan["model_name"], v)).is_file()), None
+    )
+    if version is None:
         return None
-    latest = _read(store.latest(plan["model_name"])) or {}
-    return {"version": version, "latest": latest.get("version") == version}
+    latest = store.latest_named(plan["model_name"])
+    return {"version": version, "latest": latest is not None and latest.name == version}
 
 
 def _children(folder: Path) -> list[Path]:
     try:
-        return sorted(entry for entry in Path(folder).iterdir() if entry.is_dir())
+        return sorted(
+            entry
+            for entry in Path(folder).iterdir()
+            if entry.is_dir() and not entry.name.startswith(".")  # temporaries, being written
+        )
     except OSError:
         return []
 

@@ -325,3 +325,48 @@ def parse(conf: dict) -> PipelineParams:
     except ValidationError as exc:
         message = describe_validation_error(exc, source=None, flag_style=False)
         raise ConfigError(f"invalid params: {message}") from None
+
+
+# -- params that an Asset event may carry
+
+# What an event's extra["params"] may set by default: where the data is. What is
+# published (model_name), how it is judged (the gates) and everything else come from the
+# DAG; a DAG declares its own list (PrepareRunOperator's event_params) if it needs another.
+EVENT_PARAMS: tuple[str, ...] = ("data_files", "train_split", "eval_split")
+# Never from an event, whatever a DAG declares.
+NEVER_FROM_EVENTS = frozenset({"model_name", *FORM_SECTIONS["Gates"]})
+
+
+def check_event_allowlist(allowed: Any, where: str) -> tuple[str, ...]:
+    """A DAG's list of event params: known form fields, none of NEVER_FROM_EVENTS."""
+    names = (allowed,) if isinstance(allowed, str) else tuple(allowed or ())
+    for name in names:
+        if name not in PipelineParams.model_fields:
+            raise ConfigError(f"{where}: event param {name!r} is not a param of the form")
+        if name in NEVER_FROM_EVENTS:
+            raise ConfigError(
+                f"{where}: event param {name!r} may not be set by an event: model_name and "
+                "the gates always come from the DAG; drop it from the list"
+            )
+    return names
+
+
+def event_overrides(params: Any, *, allowed: tuple[str, ...], source: str) -> dict:
+    """The params an event's extra["params"] sets (``source`` names the event): a dict of
+    keys in ``allowed`` only; the values are checked later, like the form's."""
+    if params is None:
+        return {}
+    if not isinstance(params, dict):
+        raise ConfigError(
+            f"{source}: extra['params'] must be an object of params, not "
+            f"{type(params).__name__}; nothing was planned"
+        )
+    refused = sorted(name for name in params if name not in allowed)
+    if refused:
+        listed = ", ".join(allowed) or "(none)"
+        raise ConfigError(
+            f"{source}: extra['params'] sets {refused[0]!r}, which an event may not set; "
+            f"this DAG lets events set only: {listed}. Change other params in the DAG or "
+            "trigger a run with them from the form; nothing was planned"
+        )
+    return dict(params)

@@ -3,6 +3,11 @@
 ``prepare`` validates the params, confines every file they name to the data roots,
 builds (and so validates) each stage's config, and writes ``plan.json`` into the run's
 own folder. The stages then read nothing but their slice of the plan.
+
+A hub id is accepted only where the deployment allows it (``locations.check_hub_allowed``)
+and is pinned here to the commit it names now: ``plan["sources"]`` records it, the model
+is passed on as ``owner/name@SHA`` and a dataset's sha as ``data_revision``, so every
+stage loads that commit.
 """
 
 from __future__ import annotations
@@ -18,10 +23,11 @@ from slmops import model_store
 from slmops.artifacts import atomic_write_json
 from slmops.config import describe_validation_error
 from slmops.data.config import DataConfig
-from slmops.errors import ConfigError
+from slmops.errors import ConfigError, ModelError
 from slmops.evaluation.config import EvaluateConfig, GateThresholds, config_for_run
 from slmops.export.targets import TARGETS
 from slmops.layout import RunLayout
+from slmops.models import is_hub_id, pin_hub_revision, split_revision
 from slmops.pipeline import locations
 from slmops.pipeline.params import PipelineParams, parse
 from slmops.training.config import FinetuneConfig
@@ -56,16 +62,18 @@ def prepare(
     params = parse(conf)
     run_dir = Path(run_dir) if run_dir else locations.run_dir(artifacts_root, dag_id, run_id)
     run = RunLayout(run_dir)
-    data = _data_settings(params, data_roots)
+    sources: dict[str, dict] = {}
+    data = _data_settings(params, data_roots, sources)
+    model = name_or_path(params.model_name_or_path, data_roots, "model_name_or_path")
     finetune = _checked(
         FinetuneConfig,
         {
             **_shared(params, FinetuneConfig, exclude=DataConfig.model_fields),
             **data,
-            "model_name_or_path": name_or_path(
-                params.model_name_or_path, data_roots, "model_name_or_path"
-            ),
+            "model_name_or_path": _pinned(model, "model", "model_name_or_path", sources),
             "output_path": str(run.finetune.root),
+            # training refuses data other than what the validate stage checked
+            "validation_path": str(run.validation),
         },
     )
     gates = _checked(GateThresholds, _shared(params, GateThresholds))
@@ -75,6 +83,7 @@ def prepare(
         "run_dir": str(run_dir),
         "model_name": params.model_name,
         "params": params.model_dump(mode="json"),
+        "sources": sources,
         "validation": {
             "data": data,
             "suite": _suite(params.suite, data_roots),
@@ -139,15 +148,22 @@ def evaluate_config(settings: dict) -> EvaluateConfig:
     return config.model_copy(update={"min_metric": {config.resolved_primary(): floor}})
 
 
-def _data_settings(params: PipelineParams, roots: list[Path]) -> dict:
-    """The data params as DataConfig takes them: files confined to the roots, and only the
-    settings of the chosen template kind (the chat fields only for chat)."""
+def _data_settings(params: PipelineParams, roots: list[Path], sources: dict) -> dict:
+    """The data params as DataConfig takes them: files confined to the roots (which the
+    readers check again for every file they open), a hub dataset pinned to a commit, and
+    only the settings of the chosen template kind (the chat fields only for chat)."""
     kind = params.template_kind
     data = _shared(params, DataConfig, exclude=() if kind == "chat" else _CHAT_FIELDS)
+    data_name = name_or_path(params.data_name, roots, "data_name")
+    if data_name is not None and is_hub_id(split_revision(data_name)[0]):
+        data_name, revision = _pinned(data_name, "dataset", "data_name", sources).split("@")
+        data["data_revision"] = revision
     data.update(
-        data_name=name_or_path(params.data_name, roots, "data_name"),
+        data_roots=[str(root) for root in roots],
+        data_name=data_name,
         data_files=[
-            str(locations.confine(name, roots, "data_files")) for name in params.data_files or []
+            str(path)
+            for path in locations.confine_all(params.data_files or [], roots, "data_files")
         ]
         or None,
         label_field=params.label_field or None,
@@ -161,15 +177,41 @@ def _data_settings(params: PipelineParams, roots: list[Path]) -> dict:
 
 
 def name_or_path(value: str | None, roots: list[Path], param: str) -> str | None:
-    """Bundled names and hub ids pass; anything that is a path must lie in a data root."""
+    """A bundled name; a file or folder under a data root (confined); or a hub id
+    (``owner/name``, optionally ``@REVISION``) where the deployment allows hub ids.
+    Anything else is refused: a relative path is looked up in the data roots only, never
+    later against a worker's working directory."""
     if value is None or value in model_store.BUNDLED_MODELS:
         return value
     path = Path(value).expanduser()
-    looks_like_path = path.is_absolute() or value.startswith((".", "~")) or path.exists()
-    under_a_root = any((root / path).exists() for root in roots)
-    if looks_like_path or under_a_root:
+    looks_like_path = path.is_absolute() or value.startswith((".", "~"))
+    if looks_like_path or any((root / path).exists() for root in roots):
         return str(locations.confine(value, roots, param))
-    return value
+    repo_id, _ = split_revision(value)
+    if is_hub_id(repo_id):
+        locations.check_hub_allowed(repo_id, param)
+        return value
+    allowed = ", ".join(str(root) for root in roots) or "(none configured)"
+    raise ConfigError(
+        f"param {param}: {value} is neither a file or folder under the data roots "
+        f"({allowed}) nor a hub id (owner/name); check the spelling, or put it in a data root"
+    )
+
+
+def _pinned(value: str | None, repo_type: str, param: str, sources: dict) -> str | None:
+    """A hub id as ``owner/name@SHA``, the commit its revision (default: main) names now,
+    recorded in ``sources``; any other value as it is."""
+    if value is None:
+        return None
+    repo_id, revision = split_revision(value)
+    if not is_hub_id(repo_id):  # a bundled name or a confined (absolute) path
+        return value
+    try:
+        sha = pin_hub_revision(repo_id, repo_type=repo_type, revision=revision)
+    except ModelError as exc:
+        raise ConfigError(f"param {param}: {exc}") from None
+    sources[repo_type] = {"id": repo_id, "revision": sha}
+    return f"{repo_id}@{sha}"
 
 
 def _suite(value: str, roots: list[Path]) -> str:

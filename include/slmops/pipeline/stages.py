@@ -63,11 +63,13 @@ def prepare(
     )
 
 
-def validate(settings: dict, *, log: Log = no_log) -> dict:
-    """Great Expectations checks of the data as training formats it (plan["validation"])."""
+def validate(settings: dict, *, log: Log = no_log, from_run: Path | None = None) -> dict:
+    """Great Expectations checks of the data as training formats it (plan["validation"]).
+    ``from_run``: the folder of the DAG run calling (see ``_from_run``)."""
     from slmops.data.config import DataConfig
     from slmops.validation.runner import run
 
+    settings = _from_run(settings, "validation", from_run)
     report = run(
         _checked(DataConfig.model_validate, _required(settings, "data", "validate"), "validate"),
         settings.get("suite", "default"),
@@ -85,13 +87,22 @@ def validate(settings: dict, *, log: Log = no_log) -> dict:
     }
 
 
-def finetune(settings: dict, *, log: Log = no_log, timeout: float | None = None) -> dict:
+def finetune(
+    settings: dict,
+    *,
+    log: Log = no_log,
+    timeout: float | None = None,
+    from_run: Path | None = None,
+) -> dict:
     """Train (plan["finetune"]); a finished run with the same settings is reused. A run
-    with num_processes > 1 is a torchrun group, stopped after ``timeout`` seconds."""
+    with num_processes > 1 is a torchrun group, stopped after ``timeout`` seconds.
+    ``from_run``: the folder of the DAG run calling (see ``_from_run``)."""
     from slmops.training.config import FinetuneConfig
     from slmops.training.run import run
 
+    settings = _from_run(settings, "finetune", from_run)
     config = _checked(FinetuneConfig.model_validate, settings, "finetune")
+    _refuse_from_run("finetune", config.model_dump(), from_run)
     return run(config, log=log, timeout=timeout).summary()
 
 
@@ -102,13 +113,18 @@ def stop_training() -> None:
     stop_all()
 
 
-def evaluate(settings: dict, *, log: Log = no_log) -> dict:
-    """Score base and fine-tuned models and judge the gates (plan["evaluate"])."""
+def evaluate(settings: dict, *, log: Log = no_log, from_run: Path | None = None) -> dict:
+    """Score base and fine-tuned models and judge the gates (plan["evaluate"]).
+    ``from_run``: the folder of the DAG run calling (see ``_from_run``)."""
     from slmops.evaluation.run import run
     from slmops.pipeline.plan import evaluate_config
 
+    settings = _from_run(settings, "evaluate", from_run)
     _required(settings, "run_path", "evaluate")
-    result = run(_checked(evaluate_config, settings, "evaluate"), log=log)
+    config = _checked(evaluate_config, settings, "evaluate")
+    # the finished run's own settings (trust_remote_code...) are part of the config
+    _refuse_from_run("evaluate", config.model_dump(), from_run)
+    result = run(config, log=log)
     summary = result.summary
     return {
         "output_path": str(result.output_path),
@@ -119,10 +135,16 @@ def evaluate(settings: dict, *, log: Log = no_log) -> dict:
     }
 
 
-def optimize(settings: dict, target: str, *, log: Log = no_log) -> dict:
-    """Export one ONNX target, check its parity and time it (plan["optimize"])."""
+def optimize(
+    settings: dict, target: str, *, log: Log = no_log, from_run: Path | None = None
+) -> dict:
+    """Export one ONNX target, check its parity and time it (plan["optimize"]).
+    ``from_run``: the folder of the DAG run calling (see ``_from_run``); the target must
+    be one of its plan's."""
     from slmops.export.optimize import optimize as optimize_target
 
+    settings = _from_run(settings, "optimize", from_run, target=target)
+    _refuse_from_run("optimize", settings, from_run)
     settings = dict(settings)
     model = settings.pop("model_name_or_path", None)
     result = optimize_target(model, target, settings.pop("output_path", None), **settings, log=log)
@@ -178,10 +200,11 @@ def publish(
     run_dir: Path, models_root: Path, *, tracking_uri: str | None = None, log: Log = no_log
 ) -> dict:
     """Ship a passed run as a new version in the model store (``slmops.layout.ModelStore``)
-    and make it the latest; returns the version's manifest (with "registry": the MLflow
-    registry's aliases after it). Raises PublishError for a run that did not pass and
-    NotPromoted when the champion stays. Whatever the outcome, the registry is then
-    brought in line with the store (``slmops.tracking.registry``)."""
+    and make it the latest unless a newer version is (``slmops.pipeline.model_versions``);
+    returns the version's manifest (with "latest": the model's latest version after it,
+    and "registry": the MLflow registry's aliases). Raises PublishError for a run that
+    did not pass and NotPromoted when the champion stays. Whatever the outcome, the
+    registry is then brought in line with the store (``slmops.tracking.registry``)."""
     from slmops.errors import NotPromoted, PublishError
     from slmops.tracking.registry import KEPT_OUT, PUBLISHED, REFUSED
 
@@ -194,6 +217,11 @@ def publish(
     except PublishError:
         _register(run_dir, REFUSED, tracking_uri, log)
         raise
+    if manifest.get("latest") != manifest["version"]:
+        log(
+            f"{manifest['name']} version {manifest['version']} is written, but the latest "
+            f"stays {manifest.get('latest')}: it was published after this run"
+        )
     return {**manifest, "registry": _register(run_dir, PUBLISHED, tracking_uri, log)}
 
 
@@ -207,13 +235,14 @@ def _tracking(run_dir: Path, uri: str | None):
 def _register(run_dir: Path, outcome: str, uri: str | None, log: Log) -> dict | None:
     """The registry after the publish decision (single pipelines; a multi-adapter run's
     versions are not registered yet)."""
-    from slmops.pipeline.locations import safe_name
+    from slmops.pipeline.model_versions import version_name
     from slmops.pipeline.plan import read_plan
     from slmops.tracking.registry import register
 
     if RunLayout(run_dir).is_multi_adapter:
         return None
-    version = safe_name(read_plan(run_dir)["run_id"])
+    plan = read_plan(run_dir)
+    version = version_name(plan["dag_id"], plan["run_id"])
     settings = _tracking(run_dir, uri)
     return register(run_dir, settings, version=version, outcome=outcome, log=log)
 
@@ -269,10 +298,18 @@ def plan_trials(
     )
 
 
-def run_trial(trial: dict, *, log: Log = no_log) -> dict:
-    """Train and score one trial; a failed trial is its result, not an exception."""
+def run_trial(trial: dict, *, log: Log = no_log, from_run: Path | None = None) -> dict:
+    """Train and score one trial, recorded in its trial.json whatever the outcome. A
+    refused trial is its result, not an exception; a crash (out of memory, a busy folder)
+    is raised after it is recorded, so the task is retried.
+    ``from_run``: the folder of the DAG run calling; ``trial`` (an XCom) must then be
+    one of the trials its search plan holds (``slmops.pipeline.planned.planned_trial``)."""
     from slmops.pipeline.hpo import run_trial as train_trial
 
+    if from_run is not None:
+        from slmops.pipeline.planned import planned_trial
+
+        trial = planned_trial(trial, run_dir=Path(from_run))
     return train_trial(trial, finetune=finetune, evaluate=evaluate, log=log)
 
 
@@ -302,6 +339,36 @@ def build_adapters(run_dir: Path, *, log: Log = no_log) -> dict:
     from slmops.pipeline.multi_adapter.build import build
 
     return build(Path(run_dir), log=log)
+
+
+def _from_run(settings: Any, stage: str, run_dir: Path | None, *, target: str | None = None) -> Any:
+    """A stage called from a DAG run (``run_dir``: that run's folder, from what the
+    deployment and Airflow say, never from an XCom) uses its plan's settings: ``settings``
+    (an XCom, which the REST API can write) must equal the plan's slice
+    (``slmops.pipeline.planned``). Called without a run (the CLI, ``slmops run``), the
+    settings are the caller's."""
+    if run_dir is None:
+        return settings
+    from slmops.errors import ConfigError
+    from slmops.pipeline.planned import planned_settings
+
+    planned, plan = planned_settings(settings, stage, run_dir=Path(run_dir))
+    if target is not None:
+        targets = [*plan.get("cpu_targets", ()), *plan.get("gpu_targets", ())]
+        if target not in targets:
+            raise ConfigError(
+                f"optimize: target {target!r} is not one of this run's planned targets "
+                f"({', '.join(targets) or 'none'}); choose targets in the trigger form"
+            )
+    return planned
+
+
+def _refuse_from_run(stage: str, settings: dict, run_dir: Path | None) -> None:
+    """No setting that runs code or reaches the network comes from a DAG run."""
+    if run_dir is not None:
+        from slmops.pipeline.planned import refuse_code_and_network
+
+        refuse_code_and_network(stage, settings)
 
 
 def _checked(build: Callable[[Any], Any], settings: Any, stage: str) -> Any:

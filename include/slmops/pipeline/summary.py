@@ -43,7 +43,7 @@ from slmops.pipeline import approval
 from slmops.pipeline.champion import read_decision
 from slmops.pipeline.configs.search import trials_table
 from slmops.pipeline.hpo import read_trials
-from slmops.pipeline.locations import safe_name
+from slmops.pipeline.model_versions import legacy_version_name, version_name
 from slmops.pipeline.plan import read_plan
 from slmops.report import Document, cell, prompt_tail, verdict
 from slmops.tracking.runs import read_status as tracking_status
@@ -71,6 +71,16 @@ SAMPLE_ROWS = 8  # evaluation answers shown on the page
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
+def _published_version(plan: dict) -> Path | None:
+    """The run's version folder in the model store, if it was published (under its DAG
+    and run name, or the run-id-only name of older stores)."""
+    store = ModelStore(plan["models_root"])
+    for name in (version_name(plan["dag_id"], plan["run_id"]), legacy_version_name(plan["run_id"])):
+        if store.version(plan["model_name"], name).is_dir():
+            return store.version(plan["model_name"], name)
+    return None
+
+
 def collect(run_dir: Path) -> dict:
     """The run's outcome as a small dict (it is also the report's content)."""
     run_dir = Path(run_dir)
@@ -82,9 +92,7 @@ def collect(run_dir: Path) -> dict:
     targets = {
         name: _target(layout.onnx(name)) for name in plan["cpu_targets"] + plan["gpu_targets"]
     }
-    published = ModelStore(plan["models_root"]).version(
-        plan["model_name"], safe_name(plan["run_id"])
-    )
+    published = _published_version(plan)
     stages = {
         "validation": _stage(validation),
         "finetune": NO_RESULT if training is None else "PASS",
@@ -107,7 +115,7 @@ def collect(run_dir: Path) -> dict:
         "targets": {name: record for name, record in targets.items() if record},
         "champion": read_decision(run_dir),
         "search": read_trials(run_dir),
-        "published": str(published) if published.is_dir() else None,  # written whole or not
+        "published": str(published) if published else None,  # written whole or not
         "tracking": tracking_status(run_dir),
         "approval": approval.read(run_dir),
     }

@@ -98,9 +98,17 @@ def _published_versions(store: ModelStore, name: str) -> list[Path]:
     manifests = {
         version: read_json_if_any(ModelStore.manifest(version))
         for version in (folder.iterdir() if folder.is_dir() else ())
+        if not version.name.startswith(".")  # a version being written, or a killed write's
     }
     whole = {version: manifest for version, manifest in manifests.items() if manifest}
-    return sorted(whole, key=lambda version: (whole[version].get("published_at", ""), version.name))
+    return sorted(
+        whole,
+        key=lambda version: (
+            whole[version].get("sequence") or 0,  # the store's publish order (0: older stores)
+            whole[version].get("published_at", ""),
+            version.name,
+        ),
+    )
 
 
 def _find(client, name: str, version: str):

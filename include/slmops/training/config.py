@@ -46,6 +46,7 @@ COSMETIC_FIELDS = frozenset(
         "per_device_eval_batch_size",
         "merge_adapter",
         "logits",  # the same loss either way
+        "validation_path",  # what the data are checked against, not what is learned
     }
 )
 
@@ -67,6 +68,11 @@ class FinetuneConfig(DataConfig):
     )
     overwrite: bool = Field(
         False, description="start over even if the output path holds a run with other settings"
+    )
+    validation_path: Path | None = Field(
+        None,
+        description="validation.json of `slmops validate` (or its folder): refuse to train "
+        "unless the data read now are the data it validated (same fingerprint)",
     )
     method: Method = Field("lora", description="lora, qlora (4-bit base), dora or full")
     lora_r: int = Field(16, ge=1, le=1024, description="LoRA rank")

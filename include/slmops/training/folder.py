@@ -5,19 +5,16 @@
     adapter/  merged/       the results, each renamed into place when complete
     training_metrics.json   written last: its presence means the run finished
 
-A second process training into the same folder is refused while the first holds its lock.
+A second process training into the same folder is refused while the first holds its lock
+(``slmops.training.lock``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-
-from filelock import FileLock, Timeout
 
 from slmops.artifacts import atomic_write_json
 from slmops.errors import ConfigError
@@ -30,6 +27,7 @@ from slmops.layout import (
     TENSORBOARD,
     TrainingLayout,
 )
+from slmops.models import recorded_path
 from slmops.progress import Log
 from slmops.training.config import FinetuneConfig
 
@@ -58,24 +56,6 @@ class TrainingResult:
             **{key: self.metrics[key] for key in keys},
             "reused": self.reused,
         }
-
-
-@contextlib.contextmanager
-def exclusive(training_dir: Path) -> Iterator[None]:
-    """Hold the folder's lock for the whole run; refuse at once if another process has it."""
-    training_dir.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(TrainingLayout(training_dir).lock))
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        raise ConfigError(
-            f"{training_dir} is being written by another slmops finetune right now; wait for it "
-            "or choose another --output_path (or --task_name)"
-        ) from None
-    try:
-        yield
-    finally:
-        lock.release()
 
 
 def claim(config: FinetuneConfig, fingerprint: str, log: Log) -> bool:
@@ -122,14 +102,22 @@ def _differences(previous: dict, current: dict) -> list[str]:
 
 def finished_result(config: FinetuneConfig) -> TrainingResult:
     metrics = json.loads(config.folder.metrics.read_text(encoding="utf-8"))
-    outputs = metrics.get("outputs", {})
     return TrainingResult(
         config.training_dir,
-        config.training_dir / outputs["adapter"] if outputs.get("adapter") else None,
-        config.training_dir / outputs["merged"] if outputs.get("merged") else None,
+        recorded_output(config.training_dir, metrics, ADAPTER),
+        recorded_output(config.training_dir, metrics, MERGED),
         metrics,
         reused=True,
     )
+
+
+def recorded_output(run_path: Path, history: dict | None, name: str) -> Path | None:
+    """The run's ``name`` output (adapter/ or merged/) as its training_metrics.json records
+    it, which must stay inside the run folder (metadata is data: it may be edited)."""
+    relative = (history or {}).get("outputs", {}).get(name)
+    if not relative:
+        return None
+    return recorded_path(Path(run_path), relative, str(TrainingLayout(Path(run_path)).metrics))
 
 
 def last_checkpoint(folder: Path) -> Path | None:

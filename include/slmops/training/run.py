@@ -1,6 +1,7 @@
 """Fine-tuning: ``run(config) -> TrainingResult`` (LoRA, QLoRA, DoRA or full).
 
-Settings, model, data and tokenization are checked first; then, holding the training folder
+Settings, model, data (against the validated fingerprint, when a validation report is
+given) and tokenization are checked first; then, holding the training folder
 (see ``slmops.training.folder``), the model is trained with transformers' Trainer + peft,
 resuming from the folder's last checkpoint if it has one, and ``adapter/``, ``merged/``
 and ``training_metrics.json`` are written, in that order.
@@ -40,14 +41,15 @@ from slmops.training.folder import (
     TrainingResult,
     best_checkpoint,
     claim,
-    exclusive,
     finished_result,
     finished_training,
     last_checkpoint,
 )
 from slmops.training.group import check_group, global_batch_size, launch
+from slmops.training.lock import exclusive
 from slmops.training.measures import loss_history, parameter_counts, peak_memory_mb
 from slmops.training.trainer import full_state_dict, group_total, load_loss_hook, make_trainer
+from slmops.training.validated import require_validated
 
 
 def run(
@@ -65,7 +67,7 @@ def run(
             "trainer callbacks run in this process; train with num_processes 1 to use them"
         )
     checked = _check(config, log)
-    with exclusive(config.training_dir):
+    with exclusive(config.training_dir, log):
         if claim(config, checked.data.fingerprint, log):
             log(f"{config.training_dir} already holds this finished run; nothing to train")
             return _complete_finished(checked, log)
@@ -126,6 +128,8 @@ def _check(config: FinetuneConfig, log: Log) -> _Checked:
     resolved = resolve(config.model_name_or_path, log=log)
     tokenizer = load_padding_tokenizer(resolved, trust_remote_code=config.trust_remote_code)
     data = prepare(config, tokenizer, log=log)
+    sources = ", ".join(config.data_files or []) or f"dataset {config.data_name}"
+    require_validated(config.validation_path, data.fingerprint, sources)
     train_rows, eval_rows, encoding = _encode(config, tokenizer, data, log)
     return _Checked(
         config, placement, loss_hook, resolved, tokenizer, data, train_rows, eval_rows, encoding

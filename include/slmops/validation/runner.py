@@ -104,9 +104,10 @@ def validate(
 ) -> ValidationReport:
     """Run the suite; write ``validation.json`` when ``output_dir`` is given; raise
     ``ValidationFailed`` when a check fails (after writing the report)."""
+    # The suite's label column drives the label checks only: the rows are split exactly
+    # as training splits them (stratified by the data's own label_field), so the report's
+    # fingerprint is the one training computes and compares (slmops.training.validated).
     label = suite.label_column or data_config.label_field
-    if label and data_config.label_field is None:
-        data_config = data_config.model_copy(update={"label_field": label})
     formatter = RowFormatter(data_config, tokenizer)
     splits = load_splits(data_config, log=log)
     columns = formatter.columns(splits.columns)

@@ -134,7 +134,10 @@ def up(args: argparse.Namespace, raw: list[str]) -> int:
         shown = len(lines)
         state = _state(settings.folder)
         if state and state.get("ready"):
-            print(f"UI and REST API: {state['url']} (admin / admin); stop: make cluster-stop")
+            print(
+                f"UI and REST API: {state['url']} (user admin, password in "
+                f"{settings.airflow_home / 'passwords.json'}); stop: make cluster-stop"
+            )
             return 0
         if daemon.poll() is not None:
             print(f"the cluster did not start (see {settings.logs})", file=sys.stderr)

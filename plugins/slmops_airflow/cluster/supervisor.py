@@ -62,6 +62,7 @@ class Supervisor:
         self.stopping = threading.Event()
         self.components: dict[str, Component] = {}
         self.ready = False
+        self.login = ""
 
     # ---- start -----------------------------------------------------------------------
     def start(self) -> None:
@@ -114,7 +115,7 @@ class Supervisor:
             self._wait(f"Celery {name}", lambda n=name: self._worker_ready(n), timeout=180)
         self.ready = True
         self._write_state()
-        self.log(f"cluster ready: {settings.url} (admin / admin)")
+        self.log(f"cluster ready: {settings.url}; {self.login}")
 
     def _add(self, component: Component) -> None:
         self.components[component.name] = component
@@ -125,11 +126,14 @@ class Supervisor:
         return self.settings.logs / f"{name}.log"
 
     def _seed_passwords(self) -> None:
-        passwords = self.settings.airflow_home / "passwords.json"
-        if not passwords.is_file():
-            admin = os.environ.get("SLMOPS_ADMIN_PASSWORD", "admin")
-            passwords.write_text(json.dumps({"admin": admin}), encoding="utf-8")
-            passwords.chmod(0o600)
+        """The admin password: SLMOPS_ADMIN_PASSWORD, the one kept from an earlier start,
+        or a random one shown this once (never admin/admin)."""
+        from slmops_airflow.cluster.standalone_auth import describe, ensure_admin_password
+
+        admin = ensure_admin_password(
+            self.settings.airflow_home / "passwords.json", os.environ.get("SLMOPS_ADMIN_PASSWORD")
+        )
+        self.login = describe(admin)
 
     def _migrate(self, env: dict[str, str]) -> None:
         """Airflow's schema, like compose's one-shot airflow-init (idempotent)."""

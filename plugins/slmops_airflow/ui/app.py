@@ -14,6 +14,7 @@ computed here and no model library is imported.
 
 from __future__ import annotations
 
+import logging
 import mimetypes
 from pathlib import Path
 from typing import Annotated
@@ -41,14 +42,16 @@ _FILE_HEADERS = {
 }
 _TEXT_SUFFIXES = {".md": "text/markdown", ".jsonl": "application/x-ndjson"}
 
+log = logging.getLogger(__name__)
 app = FastAPI(title="slmops", docs_url=None, redoc_url=None, openapi_url=None)
 ReadsRun = Depends(requires_access_dag("GET", DagAccessEntity.RUN))
 Limit = Annotated[int, Query(ge=1, le=1000, description="newest runs shown")]
 
 
 def artifacts_root() -> Path:
-    """Where the runs are: the Variable ``slmops_artifacts_root`` when set, else
-    $SLMOPS_ARTIFACTS_ROOT (the same lookup as the prepare task's)."""
+    """Where the runs are: $SLMOPS_ARTIFACTS_ROOT, narrowed by the Variable
+    ``slmops_artifacts_root`` when set (the same rule as the prepare task's: a Variable
+    outside the deployment's root is not followed; the deployment's root is shown)."""
     from airflow.models.variable import Variable
 
     from slmops.pipeline import locations
@@ -57,7 +60,13 @@ def artifacts_root() -> Path:
         configured = Variable.get("slmops_artifacts_root", default_var=None)
     except Exception:  # no metadata DB reachable: the environment still answers
         configured = None
-    return locations.artifacts_root(configured)
+    try:
+        return locations.narrowed_artifacts_root(
+            configured, "Airflow Variable slmops_artifacts_root"
+        )
+    except ConfigError as exc:
+        log.warning("slmops UI: %s; showing %s", exc, locations.artifacts_root())
+        return locations.artifacts_root()
 
 
 def readable_dags(user) -> set[str]:

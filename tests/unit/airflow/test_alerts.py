@@ -293,3 +293,28 @@ def test_slack_without_its_provider_is_a_clear_warning(
     assert alert["failed_channels"][0]["channel"] == "slack:slack_alerts"
     assert "not installed" in alert["failed_channels"][0]["error"]
     assert RunLayout(failed_run).alerts.is_file()
+
+
+def test_a_forged_run_dir_xcom_does_not_move_where_the_alert_is_written(
+    task_context, failed_run, tmp_path
+):
+    """An XCom can be written through the REST API: the alert goes to the run's own folder
+    (from the artifacts root, the DAG id and the run id), never where an XCom points."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    context = task_context("finetune", MemoryError("CUDA out of memory"))
+    context["ti"].xcoms[("prepare", "run_dir")] = str(elsewhere)
+    SlmopsAlertNotifier().send(context)
+    assert [entry["task_id"] for entry in alerts.read(failed_run)] == ["finetune"]
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_a_variable_outside_the_deployments_root_is_not_followed(
+    task_context, failed_run, monkeypatch, tmp_path, caplog
+):
+    monkeypatch.setenv("AIRFLOW_VAR_SLMOPS_ARTIFACTS_ROOT", str(tmp_path / "outside"))
+    with caplog.at_level(logging.WARNING, LOGGER):
+        SlmopsAlertNotifier().send(task_context("finetune", MemoryError("CUDA out of memory")))
+    assert [entry["task_id"] for entry in alerts.read(failed_run)] == ["finetune"]
+    assert "using the deployment's artifacts root" in caplog.text
+    assert not (tmp_path / "outside").exists()

@@ -6,9 +6,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from slmops.layout import RunLayout
+from slmops.layout import ModelStore, RunLayout
+from slmops.pipeline.model_versions import version_name
 from slmops_airflow.champion import ChallengeChampionOperator
 from slmops_airflow.publish import PublishModelOperator
 
@@ -32,7 +33,8 @@ def test_without_a_champion_the_challenger_is_promoted(finished_run, context, ru
     }
 
 
-def test_a_champion_with_no_target_in_common_is_replaced(finished_run, roots, context):
+def test_a_champion_with_no_target_in_common_is_kept(finished_run, roots, context):
+    """No comparison, no promotion: the champion stays, and the reason says what to do."""
     champion = finished_run(run_id="first", target="cpu-fp32")
     PublishModelOperator(
         task_id="publish", run_dir=str(champion), models_root=str(roots.models)
@@ -40,19 +42,14 @@ def test_a_champion_with_no_target_in_common_is_replaced(finished_run, roots, co
 
     challenger = finished_run(run_id="second", target="cpu-int4")
     result = challenge(challenger, context(run_id="second"))
-    assert result["decision"] == "promote" and result["gain"] is None
-    assert result["reason"].startswith(
-        "the champion (first) has no CPU target in common with this run (cpu-int4)"
-    )
-    decision = json.loads(RunLayout(challenger).decision.read_text())
-    assert decision["champion"] == {
-        "version": "first",
-        "path": str(roots.models / "tones/versions/first"),
-    }
-    facts = PublishModelOperator(
-        task_id="publish", run_dir=str(challenger), models_root=str(roots.models)
-    ).execute(context(run_id="second"))
-    assert facts["version"] == "second"  # the decision lets it through
+    assert result["decision"] == "keep" and result["gain"] is None
+    assert "no CPU target in common" in result["reason"]
+    with pytest.raises(AirflowSkipException, match="no CPU target in common"):
+        PublishModelOperator(
+            task_id="publish", run_dir=str(challenger), models_root=str(roots.models)
+        ).execute(context(run_id="second"))
+    latest = json.loads(ModelStore(roots.models).latest("tones").read_text())
+    assert latest["version"] == version_name("slm_finetune", "first")
 
 
 def test_run_dir_is_templated(finished_run, context):
@@ -64,9 +61,11 @@ def test_run_dir_is_templated(finished_run, context):
     assert operator.execute(ctx)["decision"] == "promote"
 
 
-def test_a_folder_without_a_plan_fails_clearly(context, tmp_path):
-    folder = tmp_path / "not-a-run"
-    folder.mkdir()
+def test_a_folder_without_a_plan_fails_clearly(context, roots, run_id):
+    from slmops.pipeline import locations
+
+    folder = locations.run_dir(roots.artifacts, "slm_finetune", run_id)
+    folder.mkdir(parents=True)
     with pytest.raises(AirflowFailException, match="no plan; the prepare task writes it first"):
         challenge(folder, context())
     assert list(folder.iterdir()) == []  # no decision written

@@ -27,8 +27,10 @@ def test_a_base_model_folder_without_config_fails_naming_it(roots, context, form
 
 
 def test_data_gone_since_prepare_fails_naming_the_file(roots, context, form, tiny_model_dir):
-    settings = plan_for(context, form)["finetune"]
-    settings = {**settings, "model_name_or_path": str(tiny_model_dir)}
+    import shutil
+
+    shutil.copytree(tiny_model_dir, roots.data / "tiny")
+    settings = plan_for(context, form, model_name_or_path="tiny")["finetune"]
     (roots.data / "tones.jsonl").unlink()
     with pytest.raises(AirflowFailException, match=f"{roots.data / 'tones.jsonl'}: no such file"):
         finetune(settings, context)
@@ -42,9 +44,9 @@ def test_config_is_templated(context):
     assert operator.config == {"output_path": "/runs/r7", "max_steps": 60}
 
 
-def test_an_out_of_range_setting_fails_clearly(context, form):
+def test_a_setting_the_plan_does_not_hold_fails_clearly(context, form):
     settings = {**plan_for(context, form)["finetune"], "max_steps": 0}
-    with pytest.raises(AirflowFailException, match="max_steps"):
+    with pytest.raises(AirflowFailException, match="finetune settings: max_steps is 0 in the"):
         finetune(settings, context)
 
 

@@ -97,31 +97,55 @@ def failed(index: int, learning_rate: float) -> dict:
     }
 
 
+def recorded(plan: dict, *outcomes: dict) -> None:
+    """Each outcome as its trial's own trial.json, as run_trial writes it."""
+    for outcome in outcomes:
+        trial = plan["trials"][outcome["index"]]
+        outcome = {**outcome, "params": trial["params"]}
+        (RunLayout(trial["run_dir"]).root / "trial.json").write_text(json.dumps(outcome))
+
+
 def test_the_best_trial_gives_the_full_runs_params(context, hpo_params):
     plan = plan_trials(context, hpo_params)
-    results = [ok(1, 3e-3, 0.83, 0.9), failed(2, 1e-2), ok(0, 1e-4, 0.5, 1.4)]
+    recorded(plan, ok(1, 0, 0.83, 0.9), ok(0, 0, 0.5, 1.4))
+    # The trial tasks' XComs decide nothing: a forged one (a better score and other params
+    # for trial 0, an unplanned trial 2) is ignored.
+    forged = [ok(0, 1.0, 0.99, 0.1), failed(2, 1e-2)]
     params = SelectBestTrialOperator(
-        task_id="select", run_dir=plan["run_dir"], results=results
+        task_id="select", run_dir=plan["run_dir"], results=forged
     ).execute(context(dag_id="slm_hpo"))
-    assert params == {**plan["params"], "learning_rate": 3e-3}
+    winner = plan["trials"][1]["params"]["learning_rate"]
+    assert params == {**plan["params"], "learning_rate": winner}
     assert params["max_steps"] == plan["params"]["max_steps"]  # not the trials' 12
     table = json.loads(RunLayout(plan["run_dir"]).trials.read_text())
     assert table["best_index"] == 1 and table["metric"] == "accuracy"
-    assert [r["index"] for r in table["results"]] == [0, 1, 2]
+    assert [r["index"] for r in table["results"]] == [0, 1]
+    assert table["results"][0]["metric"] == 0.5
 
 
 def test_no_finished_trial_fails_clearly(context, hpo_params):
     plan = plan_trials(context, hpo_params)
+    recorded(plan, failed(0, 1e-3), failed(1, 1e-2))
     with pytest.raises(AirflowFailException, match="no trial finished with metric measured"):
         SelectBestTrialOperator(
-            task_id="select", run_dir=plan["run_dir"], results=[failed(0, 1e-3), failed(1, 1e-2)]
+            task_id="select", run_dir=plan["run_dir"], results=[ok(0, 1e-3, 0.9, 1.0)]
         ).execute(context(dag_id="slm_hpo"))
+
+
+def test_select_best_reads_only_this_runs_folder(context, hpo_params, tmp_path):
+    plan = plan_trials(context, hpo_params)
+    with pytest.raises(AirflowFailException, match="run_dir"):
+        SelectBestTrialOperator(
+            task_id="select", run_dir=str(tmp_path / "elsewhere"), results=[]
+        ).execute(context(dag_id="slm_hpo"))
+    assert not RunLayout(plan["run_dir"]).trials.exists()
 
 
 def test_run_dir_and_results_are_templated(context, hpo_params):
     from airflow.sdk import DAG
 
     plan = plan_trials(context, hpo_params)
+    recorded(plan, ok(0, 0, 0.7, 1.0))
     # Mapped trials' results reach the operator as a list: native rendering keeps it one.
     with DAG("slm_hpo", schedule=None, render_template_as_native_obj=True):
         operator = SelectBestTrialOperator(
@@ -132,4 +156,4 @@ def test_run_dir_and_results_are_templated(context, hpo_params):
     ctx = context(dag_id="slm_hpo", params={"run": plan["run_dir"], "results": results})
     operator.render_template_fields(ctx)
     assert (operator.run_dir, operator.results) == (plan["run_dir"], results)
-    assert operator.execute(ctx)["learning_rate"] == 1e-3
+    assert operator.execute(ctx)["learning_rate"] == plan["trials"][0]["params"]["learning_rate"]

@@ -84,7 +84,7 @@ def test_an_adapter_refused_by_name_writes_no_plan(roots, context, multi_params)
 
 
 def test_building_needs_a_planned_multi_adapter_run(finished_run, context):
-    run = finished_run()  # a single pipeline's folder: no multi-adapter plan
+    run = finished_run(dag_id=DAG_ID)  # a single pipeline's folder: no multi-adapter plan
     operator = BuildMultiAdapterOperator(task_id="build", run_dir="{{ params.run }}")
     assert tuple(operator.template_fields) == ("run_dir",)
     ctx = context(dag_id=DAG_ID, params={"run": str(run)})

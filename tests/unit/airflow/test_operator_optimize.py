@@ -1,5 +1,5 @@
-"""OnnxOptimizeOperator: the target and the config templated; an unknown target, an
-unknown setting or an unfinished run fails clearly."""
+"""OnnxOptimizeOperator: the target and the config templated; a target or a setting the
+run's plan does not hold, or an unfinished run, fails clearly."""
 
 from __future__ import annotations
 
@@ -23,18 +23,21 @@ def optimize(settings, target, context) -> dict:
 
 def test_an_unfinished_training_run_fails_naming_it(settings, context):
     with pytest.raises(AirflowFailException, match="no training_metrics.json"):
-        optimize(settings, "cpu-fp32", context)
+        optimize(settings, "cpu-int4", context)
 
 
-def test_an_unknown_target_fails_listing_the_known_ones(settings, context):
+@pytest.mark.parametrize("target", ["tpu-int2", "cpu-fp32"])
+def test_a_target_the_run_did_not_plan_fails_listing_the_planned_ones(settings, context, target):
     with pytest.raises(AirflowFailException) as failed:
-        optimize(settings, "tpu-int2", context)
-    assert "target: Input should be 'cpu-int4', 'cpu-int8', 'cpu-fp32'" in str(failed.value)
+        optimize(settings, target, context)
+    assert str(failed.value).startswith(
+        f"optimize: target {target!r} is not one of this run's planned targets (cpu-int4)"
+    )
 
 
 def test_an_unknown_setting_fails_naming_it(settings, context):
-    with pytest.raises(AirflowFailException, match="colour: Extra inputs are not permitted"):
-        optimize({**settings, "colour": "red"}, "cpu-fp32", context)
+    with pytest.raises(AirflowFailException, match="optimize settings: colour is 'red' in"):
+        optimize({**settings, "colour": "red"}, "cpu-int4", context)
 
 
 def test_target_and_config_are_templated(context):

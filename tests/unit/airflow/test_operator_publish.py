@@ -13,6 +13,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from slmops.layout import ModelStore, RunLayout
 from slmops.pipeline import locations
+from slmops.pipeline.model_versions import version_name
 from slmops_airflow.publish import MODELS_ALIAS, PublishModelOperator
 
 
@@ -34,7 +35,7 @@ def test_a_passed_run_is_published_and_its_asset_event_added(finished_run, roots
     ctx = context()
     facts = publish(run, roots, ctx)
 
-    version = ModelStore(roots.models).version("tones", locations.safe_name(run_id))
+    version = ModelStore(roots.models).version("tones", version_name("slm_finetune", run_id))
     assert facts == {
         "version": version.name,
         "path": str(version),
@@ -46,11 +47,13 @@ def test_a_passed_run_is_published_and_its_asset_event_added(finished_run, roots
     }
     manifest = json.loads(ModelStore.manifest(version).read_text())
     assert manifest["uri"] == "slmops://models/tones"
-    assert os.path.samefile(
-        version / "onnx/cpu-int4/model.onnx", RunLayout(run).onnx("cpu-int4") / "model.onnx"
-    )
+    # A copy, read-only: an edit in the run folder never reaches the published model.
+    published = version / "onnx/cpu-int4/model.onnx"
+    assert not os.path.samefile(published, RunLayout(run).onnx("cpu-int4") / "model.onnx")
+    assert published.stat().st_mode & 0o222 == 0
     latest = json.loads(ModelStore(roots.models).latest("tones").read_text())
-    assert latest["path"] == str(version)
+    assert latest["version"] == version.name
+    assert latest["path"] == f"tones/versions/{version.name}"  # relative to the models root
 
     events = ctx["outlet_events"][AssetAlias(MODELS_ALIAS)].asset_alias_events
     assert len(events) == 1
@@ -103,7 +106,7 @@ def test_a_kept_champion_skips_with_the_reason(finished_run, roots, context, run
     with pytest.raises(AirflowSkipException) as skipped:
         publish(run, roots, ctx)
     assert str(skipped.value) == f"run {run_id} is not published: {reason}"
-    assert not roots.models.exists()
+    assert not ModelStore(roots.models).versions("tones").exists()  # only the lock file
     assert len(ctx["outlet_events"]) == 0
 
 
@@ -142,6 +145,9 @@ def test_run_dir_and_models_root_are_templated(finished_run, roots, context):
     assert operator.execute(ctx)["path"].startswith(str(roots.models))
 
 
-def test_a_folder_without_a_plan_fails_clearly(roots, context, tmp_path):
+def test_a_folder_without_a_plan_fails_clearly(roots, context, run_id):
+    folder = locations.run_dir(roots.artifacts, "slm_finetune", run_id)
+    folder.mkdir(parents=True)
     with pytest.raises(AirflowFailException, match="no plan; the prepare task writes it first"):
-        publish(tmp_path, roots, context())
+        publish(folder, roots, context())
+    assert not roots.models.exists()

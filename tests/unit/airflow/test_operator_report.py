@@ -45,7 +45,7 @@ def test_a_run_stopped_at_a_gate_is_reported_not_failed(finished_run, context):
 
 
 def test_output_dir_and_run_dir_are_templated(finished_run, context, tmp_path):
-    run = finished_run()
+    run = finished_run(run_id="r1")
     operator = ReportOperator(
         task_id="report", run_dir="{{ params.run }}", output_dir="{{ params.out }}/{{ run_id }}"
     )
@@ -74,9 +74,11 @@ def test_writing_the_report_again_replaces_it_whole(finished_run, context):
     ]
 
 
-def test_a_folder_without_a_plan_fails_clearly(roots, context, tmp_path):
-    folder = tmp_path / "not-a-run"
-    folder.mkdir()
+def test_a_folder_without_a_plan_fails_clearly(roots, context, run_id):
+    from slmops.pipeline import locations
+
+    folder = locations.run_dir(roots.artifacts, "slm_finetune", run_id)
+    folder.mkdir(parents=True)
     with pytest.raises(AirflowFailException, match="no plan; the prepare task writes it first"):
         ReportOperator(task_id="report", run_dir=str(folder)).execute(context())
     assert list(folder.iterdir()) == []

@@ -56,3 +56,16 @@ def test_the_pages_render_escaped(tmp_path):
     assert "&lt;b&gt;tones&lt;/b&gt;" in page and "<script>" not in page
     assert 'href="/slmops/runs/slm_finetune/manual__1"' in page
     assert "and 3 earlier" in page and "1970-01-01 00:00 UTC" in page
+
+
+def test_the_pages_follow_the_variable_only_inside_the_deployments_root(tmp_path, monkeypatch):
+    """Anyone who may edit Variables must not make the pages serve files from `/`."""
+    from slmops_airflow.ui.app import artifacts_root
+
+    deployment = tmp_path / "artifacts"
+    (deployment / "team").mkdir(parents=True)
+    monkeypatch.setenv("SLMOPS_ARTIFACTS_ROOT", str(deployment))
+    monkeypatch.setenv("AIRFLOW_VAR_SLMOPS_ARTIFACTS_ROOT", "/")
+    assert artifacts_root() == deployment.resolve()
+    monkeypatch.setenv("AIRFLOW_VAR_SLMOPS_ARTIFACTS_ROOT", str(deployment / "team"))
+    assert artifacts_root() == (deployment / "team").resolve()

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 import pytest
 from run_folder import RUN_ID
 
 from slmops.errors import ConfigError
-from slmops.pipeline import alerts, approval, catalog
+from slmops.pipeline import alerts, approval, catalog, locations
 from slmops.pipeline.publish import publish
 from slmops.pipeline.summary import write
 
@@ -94,3 +95,32 @@ def test_run_files_stay_inside_the_run_folder(run_dir):
         catalog.run_file(root, "slm_finetune", RUN_ID, "outside/data/tones.jsonl")
     with pytest.raises(FileNotFoundError):
         catalog.run_file(root, "slm_finetune", RUN_ID, "report/report.html")
+
+
+def test_versions_are_listed_in_publish_order_without_temporaries(run_dir):
+    """Versions named by DAG and run, ordered by their sequence number; a version being
+    written (or a killed write's leftover, with its manifest) is not a version."""
+    root = artifacts(run_dir)
+    first = publish(run_dir, root / "models")
+    versions = root / "models/tones/versions"
+    leftover = versions / f".{first['version']}.tmp-0000abcd-1-elsewhere"
+    shutil.copytree(versions / first["version"], leftover)
+    legacy = versions / "older-run"
+    legacy.mkdir()
+    (legacy / "manifest.json").write_text(
+        json.dumps({"version": "older-run", "published_at": "2099-01-01T00:00:00Z"})
+    )
+    (model,) = catalog.models(root)
+    assert [v["version"] for v in model["versions"]] == [first["version"], "older-run"]
+    assert model["latest"] == first["version"] and model["versions"][0]["latest"]
+    assert model["champion_history"] == ["older-run", first["version"]]
+
+
+def test_a_run_published_under_the_old_version_name_is_still_found(run_dir):
+    root = artifacts(run_dir)
+    publish(run_dir, root / "models")
+    versions = root / "models/tones/versions"
+    (new,) = versions.iterdir()
+    new.rename(versions / locations.safe_name(RUN_ID))  # how older slmops named it
+    (row,) = catalog.runs(root)
+    assert row["published"] == {"version": locations.safe_name(RUN_ID), "latest": False}

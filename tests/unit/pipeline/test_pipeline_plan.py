@@ -127,12 +127,151 @@ def test_a_refused_conf_writes_no_plan(tmp_path, roots):
     assert not list(tmp_path.rglob("plan.json"))
 
 
-def test_hub_ids_and_bundled_names_pass_through(tmp_path, roots):
-    plan = make_plan(tmp_path, roots, model_name_or_path="HuggingFaceTB/SmolLM2-135M")
-    assert plan["finetune"]["model_name_or_path"] == "HuggingFaceTB/SmolLM2-135M"
-    plan = make_plan(tmp_path, roots, data_files=None, data_name="org/tones")
-    assert plan["finetune"]["data_name"] == "org/tones"
+def test_bundled_names_pass_through(tmp_path, roots):
     assert make_plan(tmp_path, roots)["finetune"]["model_name_or_path"] == "smollm2-135m-instruct"
+    assert make_plan(tmp_path, roots)["sources"] == {}
+
+
+@pytest.mark.parametrize(
+    "conf, param",
+    [
+        ({"model_name_or_path": "HuggingFaceTB/SmolLM2-135M"}, "model_name_or_path"),
+        ({"data_files": None, "data_name": "org/tones"}, "data_name"),
+    ],
+)
+def test_hub_ids_are_refused_unless_the_deployment_allows_them(
+    tmp_path, roots, monkeypatch, conf, param
+):
+    monkeypatch.delenv("SLMOPS_ALLOW_HUB", raising=False)
+    with pytest.raises(
+        ConfigError,
+        match=rf"param {param}: .* is a Hugging Face hub id.*"
+        r"SLMOPS_ALLOW_HUB is not set.*SLMOPS_ALLOW_HUB=1",
+    ):
+        make_plan(tmp_path, roots, **conf)
+    monkeypatch.setenv("SLMOPS_ALLOW_HUB", "acme/*, other/one")
+    with pytest.raises(ConfigError, match=r"allows only the hub ids matching"):
+        make_plan(tmp_path, roots, **conf)
+    assert not (tmp_path / "artifacts").exists()
+
+
+MODEL_SHA = "a" * 40
+DATA_SHA = "b" * 40
+
+
+@pytest.fixture
+def hub_cache(tmp_path, monkeypatch):
+    """A hand-made hub cache (offline mode, as the tests run): a model and a dataset whose
+    main branch names one commit each, and an older model commit."""
+    cache = tmp_path / "hub"
+    for folder, sha in (("models--org--tiny", MODEL_SHA), ("datasets--org--tones", DATA_SHA)):
+        (cache / folder / "snapshots" / sha).mkdir(parents=True)
+        (cache / folder / "refs").mkdir()
+        (cache / folder / "refs" / "main").write_text(sha)
+    (cache / "models--org--tiny" / "snapshots" / ("c" * 40)).mkdir()
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("SLMOPS_ALLOW_HUB", "org/*")
+    return cache
+
+
+def test_an_allowed_hub_id_is_pinned_to_a_commit_that_every_stage_loads(tmp_path, roots, hub_cache):
+    plan = make_plan(
+        tmp_path, roots, model_name_or_path="org/tiny", data_files=None, data_name="org/tones"
+    )
+    assert plan["sources"] == {
+        "model": {"id": "org/tiny", "revision": MODEL_SHA},
+        "dataset": {"id": "org/tones", "revision": DATA_SHA},
+    }
+    finetune = plan["finetune"]
+    assert finetune["model_name_or_path"] == f"org/tiny@{MODEL_SHA}"
+    assert plan["validation"]["model_name_or_path"] == f"org/tiny@{MODEL_SHA}"
+    assert (finetune["data_name"], finetune["data_revision"]) == ("org/tones", DATA_SHA)
+    assert plan["validation"]["data"]["data_revision"] == DATA_SHA
+    FinetuneConfig.model_validate(finetune)
+    # A revision the form names is pinned as well.
+    older = make_plan(tmp_path, roots, model_name_or_path=f"org/tiny@{'c' * 40}")
+    assert older["sources"]["model"]["revision"] == "c" * 40
+
+
+def test_a_hub_id_missing_from_the_offline_cache_is_refused_naming_the_param(
+    tmp_path, roots, hub_cache
+):
+    with pytest.raises(
+        ConfigError, match="param model_name_or_path: Hub model 'org/other'.*holds no snapshot"
+    ):
+        make_plan(tmp_path, roots, model_name_or_path="org/other")
+
+
+@pytest.mark.parametrize(
+    "conf, param",
+    [
+        ({"data_files": None, "data_name": "data/x.jsonl"}, "data_name"),
+        ({"data_files": None, "data_name": "org/tones.csv"}, "data_name"),
+        ({"model_name_or_path": "my-model/"}, "model_name_or_path"),
+        ({"model_name_or_path": "models/my-model/v1"}, "model_name_or_path"),
+        ({"model_name_or_path": "notes.txt"}, "model_name_or_path"),
+    ],
+)
+def test_a_relative_path_found_in_no_data_root_is_refused(
+    tmp_path, roots, monkeypatch, conf, param
+):
+    """Before, such a value passed as a hub id and was looked up later in the worker's
+    working directory; even with hub ids allowed it is no hub id."""
+    monkeypatch.setenv("SLMOPS_ALLOW_HUB", "1")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir(exist_ok=True)
+    (tmp_path / "data" / "x.jsonl").write_text("{}\n")  # in the cwd, not in a root
+    with pytest.raises(
+        ConfigError,
+        match=rf"param {param}: .* is neither a file or folder "
+        "under the data roots .* nor a hub id",
+    ):
+        make_plan(tmp_path, roots, **conf)
+
+
+def test_the_readers_get_the_data_roots(tmp_path, roots):
+    plan = make_plan(tmp_path, roots)
+    assert plan["finetune"]["data_roots"] == [str(roots[0])]
+    assert plan["validation"]["data"]["data_roots"] == [str(roots[0])]
+
+
+def test_glob_patterns_expand_inside_the_roots_sorted_and_confined(tmp_path, roots):
+    (roots[0] / "sub" / "a.jsonl").write_text('{"phrase": "a", "tone": "sad"}\n')
+    root = roots[0]
+    plan = make_plan(tmp_path, roots, data_files=["sub/*.jsonl"])
+    assert plan["finetune"]["data_files"] == [
+        str(root / "sub/a.jsonl"),
+        str(root / "sub/more.jsonl"),
+    ]
+    plan = make_plan(tmp_path, roots, data_files=["**/*.jsonl", "tones.json?"])
+    assert plan["finetune"]["data_files"] == [
+        str(root / "sub/a.jsonl"),
+        str(root / "sub/more.jsonl"),
+        str(root / "tones.jsonl"),
+        str(root / "tones.jsonl"),
+    ]
+    plan = make_plan(tmp_path, roots, data_files=[str(root / "sub" / "m*.jsonl")])
+    assert plan["finetune"]["data_files"] == [str(root / "sub/more.jsonl")]
+    (root / "tones[1].jsonl").write_text('{"phrase": "b", "tone": "sad"}\n')  # a name, as is
+    plan = make_plan(tmp_path, roots, data_files=["tones[1].jsonl"])
+    assert plan["finetune"]["data_files"] == [str(root / "tones[1].jsonl")]
+
+
+@pytest.mark.parametrize(
+    "pattern, message",
+    [
+        ("*.csv", r"the pattern \*.csv matches nothing under"),
+        ("../*.jsonl", r"the pattern \.\./\*.jsonl may not contain '\.\.'"),
+        ("sub/*/../../../*", "may not contain"),
+        ("/etc/pass*", "/etc is outside the data roots"),
+        ("/**/*.jsonl", "/ is outside the data roots"),  # no walk of the whole disk
+        ("link*.jsonl", "outside the data roots"),
+    ],
+)
+def test_a_glob_matching_nothing_or_leaving_the_roots_is_refused(tmp_path, roots, pattern, message):
+    (roots[0] / "link.jsonl").symlink_to(tmp_path / "secret.jsonl")
+    with pytest.raises(ConfigError, match=rf"param data_files: .*{message}"):
+        make_plan(tmp_path, roots, data_files=[pattern])
 
 
 def test_targets_are_deduplicated_and_comma_lists_accepted(tmp_path, roots):

@@ -322,18 +322,20 @@ def test_qlora_without_bitsandbytes_fails_before_anything_is_written(finetune_co
     assert not config.output_path.exists()
 
 
-def test_a_second_process_on_the_same_folder_is_refused(finetune_config):
+def test_a_second_process_on_the_same_folder_is_refused_and_retried(finetune_config):
     from filelock import FileLock
 
+    from slmops.errors import SlmopsError, TrainingFolderBusy
     from slmops.layout import LOCK_NAME
 
     config = finetune_config(max_steps=1, eval_steps=1)
     config.output_path.mkdir(parents=True)
     with (
         FileLock(str(config.output_path / LOCK_NAME)),
-        pytest.raises(ConfigError, match="being written by another slmops finetune"),
+        pytest.raises(TrainingFolderBusy, match="is being trained by .* will be retried") as busy,
     ):
         run(config)
+    assert not isinstance(busy.value, SlmopsError)  # retried, not failed for good
     assert run(config).metrics["global_step"] == 1
 
 

@@ -13,6 +13,7 @@ import functools
 from pathlib import Path
 
 from slmops.errors import MetricError
+from slmops.models import transient_hub_error
 
 SHIPPED = (
     "accuracy",
@@ -52,6 +53,9 @@ def load_metric(name_or_path: str):
     try:
         return evaluate.load(target, keep_in_memory=True)
     except Exception as exc:
+        transient = transient_hub_error(exc, f"metric {name_or_path!r}")
+        if transient is not None:  # a busy hub: retried, not failed for good
+            raise transient from exc
         hint = (
             f"shipped metrics work offline: {', '.join(SHIPPED)}; or pass the path of a "
             "local metric script"

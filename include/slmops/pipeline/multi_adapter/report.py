@@ -9,7 +9,7 @@ from pathlib import Path
 from slmops.artifacts import read_json_if_any
 from slmops.errors import PublishError
 from slmops.layout import MULTI_DIR, ModelStore, RunLayout
-from slmops.pipeline import locations
+from slmops.pipeline import model_versions
 from slmops.pipeline.multi_adapter.plan import read_multi_plan
 from slmops.pipeline.publish import asset_uri, write_version
 from slmops.pipeline.summary import NO_RESULT, write_report
@@ -40,7 +40,8 @@ def collect(run_dir: Path) -> dict:
     stages = {f"evaluation[{name}]": entry["evaluation"] for name, entry in adapters.items()}
     stages[f"multi_adapter[{multi['target']}]"] = NO_RESULT if scores is None else "PASS"
     store = ModelStore(multi["models_root"])
-    published = store.version(multi["model_name"], locations.safe_name(multi["run_id"]))
+    version = model_versions.version_name(multi["dag_id"], multi["run_id"])
+    published = store.version(multi["model_name"], version)
     return {
         "dag_id": multi["dag_id"],
         "run_id": multi["run_id"],
@@ -101,19 +102,21 @@ def write(run_dir: Path, output_dir: Path) -> dict:
 
 def publish(run_dir: Path, models_root: Path) -> dict:
     """A new version in the model store: the shared base and its adapters, the report and a
-    manifest with each adapter's metrics; it becomes the model's latest version."""
+    manifest with each adapter's metrics; under the model's lock, it becomes the model's
+    latest version unless a newer one is (no champion / challenger for these runs)."""
     multi = read_multi_plan(run_dir)
     summary = collect(run_dir)
     if not summary["passed"]:
         failed = [stage for stage, state in summary["stages"].items() if state != "PASS"]
         raise PublishError(f"run {multi['run_id']} is not published: {', '.join(failed)} failed")
-    version = locations.safe_name(multi["run_id"])
-    final = ModelStore(models_root).version(multi["model_name"], version)
+    store = ModelStore(models_root)
+    version = model_versions.version_name(multi["dag_id"], multi["run_id"])
+    final = store.version(multi["model_name"], version)
     target = multi["target"]
     manifest = {
         "uri": asset_uri(multi["model_name"]),
         "name": multi["model_name"],
-        "version": version,
+        "version": final.name,
         "path": str(final),
         "published_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "dag_id": multi["dag_id"],
@@ -129,6 +132,8 @@ def publish(run_dir: Path, models_root: Path) -> dict:
         },
         "targets": {target: {"path": f"{MULTI_DIR}/{target}", **summary["multi_adapter"]}},
     }
+    if multi.get("sources"):
+        manifest["sources"] = multi["sources"]  # hub ids with their pinned revisions
     trees = {f"{MULTI_DIR}/{target}": RunLayout(run_dir).multi / target}
-    write_version(final, trees, Path(multi["report_dir"]), manifest)
-    return manifest
+    with model_versions.model_lock(store, multi["model_name"]):
+        return write_version(store, final, trees, Path(multi["report_dir"]), manifest)

@@ -99,22 +99,3 @@ def test_a_form_without_defaults_asks_for_a_name_and_assumes_no_columns():
     assert params["suite"].value == "default"
     for column in ("input_field", "output_field", "label_field", "system_prompt", "data_files"):
         assert params[column].value is None, column
-
-
-def test_asset_event_params_override_the_form():
-    from types import SimpleNamespace
-
-    from slmops_airflow.prepare import PrepareRunOperator
-
-    operator = PrepareRunOperator(task_id="prepare")
-    events = {
-        "slmops://data/phrase_tones": [
-            SimpleNamespace(extra={"params": {"data_files": ["v1.jsonl"], "lora_r": 4}}),
-            SimpleNamespace(extra={"params": {"data_files": ["v2.jsonl"]}}),  # newest wins
-            SimpleNamespace(extra={"rows": 10}),  # no params: nothing to override
-            SimpleNamespace(extra=None),
-        ]
-    }
-    overrides = operator._event_params({"triggering_asset_events": events})
-    assert overrides == {"data_files": ["v2.jsonl"], "lora_r": 4}
-    assert operator._event_params({}) == {}
