@@ -83,12 +83,44 @@ def airflow_env(home: Path, root: Path, port: int, password_file: Path) -> dict[
         SLMOPS_ARTIFACTS_ROOT=str(root / "artifacts"),
         SLMOPS_DATA_ROOTS=str(root / "data"),
         SLMOPS_HOME=str(root / "slmops-home"),
+        SLMOPS_PIPELINES_DIR=str(root / "pipelines"),
         HF_HUB_OFFLINE="1",
         TRANSFORMERS_OFFLINE="1",
         HF_DATASETS_OFFLINE="1",
         TOKENIZERS_PARALLELISM="false",
     )
     return env
+
+
+# A config-driven DAG that retrains the tiny model when tones.jsonl's Asset gets an event
+# (events may set only data files and splits, so the tiny settings are the DAG's own).
+RETRAIN_DAG = "slm_e2e_retrain"
+
+
+def retraining_pipelines(folder: Path) -> None:
+    """The shipped pipeline configs plus RETRAIN_DAG's (SLMOPS_PIPELINES_DIR)."""
+    import shutil
+
+    import yaml
+
+    from slmops.pipeline.configs.pipelines import PIPELINES_DIR
+    from slmops.testing import tiny_pipeline_params
+
+    shutil.copytree(PIPELINES_DIR, folder)
+    spec = {
+        "dag_id": RETRAIN_DAG,
+        "description": "e2e: retrain the tiny tone model when its data changes",
+        "on_data_change": True,
+        "champion_challenger": True,
+        "params": tiny_pipeline_params("e2e-retrained", require_approval=True),
+    }
+    (folder / "e2e_retrain.yaml").write_text(yaml.safe_dump(spec), encoding="utf-8")
+
+
+@pytest.fixture(scope="session")
+def retrain_dag() -> str:
+    """The id of the config-driven DAG that retrains on tones.jsonl's Asset events."""
+    return RETRAIN_DAG
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +132,7 @@ def airflow(tmp_path_factory):
     home = root / "airflow"
     home.mkdir()
     tiny_pipeline_data(root / "data")
+    retraining_pipelines(root / "pipelines")
     password = secrets.token_urlsafe(12)
     password_file = home / "passwords.json"
     password_file.write_text(json.dumps({"admin": password}), encoding="utf-8")

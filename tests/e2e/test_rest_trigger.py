@@ -1,9 +1,9 @@
 """The REST API of a real Airflow (see conftest.py, one stack for this module):
 slm_finetune triggered with a conf trains a tiny model, gates, exports and publishes it as
 an Asset; a conf that names a file outside the data roots fails at prepare, before any
-work; an event posted on the demo dataset's Asset starts slm_finetune_on_data_change,
-which trains on the params the event carries and reports its champion/challenger
-decision."""
+work; an event posted on a dataset's Asset starts the DAG that retrains on it, on the
+data file the event names, with its champion/challenger decision and a reviewer's
+approval; an event that tries to change the model name fails that run at prepare."""
 
 from __future__ import annotations
 
@@ -167,50 +167,64 @@ def test_file_outside_the_data_roots_fails_at_prepare(airflow, dag):
     assert not (airflow.artifacts / "models" / "e2e-refused").exists()
 
 
-def test_asset_event_starts_the_data_change_dag(airflow):
-    airflow.ready_dag(DATA_CHANGE)
+def _asset_id(airflow, uri: str) -> int:
     assets = airflow.wait(
-        f"the Asset {DEMO_DATA}",
+        f"the Asset {uri}",
         lambda: [
             asset
             for asset in airflow.request("GET", "/api/v2/assets")["assets"]
-            if asset["uri"] == DEMO_DATA
+            if asset["uri"] == uri
         ],
         timeout=120,
     )
-    params = tiny_pipeline_params("e2e-retrained")
-    event = airflow.request(
-        "POST",
-        "/api/v2/assets/events",
-        {"asset_id": assets[0]["id"], "extra": {"params": params}},
-    )
-    assert event["uri"] == DEMO_DATA
+    return assets[0]["id"]
 
-    def asset_triggered_run():
-        runs = airflow.request("GET", f"/api/v2/dags/{DATA_CHANGE}/dagRuns")["dag_runs"]
-        started = [run for run in runs if run["run_type"] == "asset_triggered"]
-        return started[0] if started else None
 
-    run = airflow.wait(f"{DATA_CHANGE} to start from the event", asset_triggered_run, timeout=180)
-    # The data-change DAG asks a reviewer before it replaces the champion.
-    answer = airflow.answer_approval(DATA_CHANGE, run["dag_run_id"], "Approve", "numbers hold")
-    assert answer["chosen_options"] == ["Approve"], answer
-    path = f"/api/v2/dags/{DATA_CHANGE}/dagRuns/{urllib.parse.quote(run['dag_run_id'], safe='')}"
-    run = airflow.wait(
-        f"{DATA_CHANGE} run {run['dag_run_id']} to finish",
+def _asset_triggered_run(airflow, dag_id: str) -> dict:
+    def started():
+        runs = airflow.request("GET", f"/api/v2/dags/{dag_id}/dagRuns")["dag_runs"]
+        return next((run for run in runs if run["run_type"] == "asset_triggered"), None)
+
+    return airflow.wait(f"{dag_id} to start from the event", started, timeout=180)
+
+
+def _finished(airflow, dag_id: str, run_id: str) -> dict:
+    path = f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}"
+    return airflow.wait(
+        f"{dag_id} run {run_id} to finish",
         lambda: (lambda now: now if now["state"] in ("success", "failed") else None)(
             airflow.request("GET", path)
         ),
         timeout=600,
     )
+
+
+def test_an_asset_event_starts_a_retraining_on_the_file_it_names(airflow, retrain_dag):
+    airflow.ready_dag(retrain_dag)
+    data = airflow.artifacts.parent / "data"
+    (data / "tones-v2.jsonl").write_bytes((data / "tones.jsonl").read_bytes())
+    asset = _asset_id(airflow, data_asset_uri("tones.jsonl"))
+    event = airflow.request(
+        "POST",
+        "/api/v2/assets/events",
+        {"asset_id": asset, "extra": {"params": {"data_files": ["tones-v2.jsonl"]}}},
+    )
+    assert event["uri"] == data_asset_uri("tones.jsonl")
+
+    run = _asset_triggered_run(airflow, retrain_dag)
+    # The DAG asks a reviewer before it replaces the champion.
+    answer = airflow.answer_approval(retrain_dag, run["dag_run_id"], "Approve", "numbers hold")
+    assert answer["chosen_options"] == ["Approve"], answer
     run_id = run["dag_run_id"]
-    assert run["state"] == "success", airflow.diagnose(DATA_CHANGE, run_id)
-    states = airflow.task_instances(DATA_CHANGE, run_id)
+    run = _finished(airflow, retrain_dag, run_id)
+    assert run["state"] == "success", airflow.diagnose(retrain_dag, run_id)
+    states = airflow.task_instances(retrain_dag, run_id)
     assert states["challenge"] == states["publish"] == "success", states
 
-    folder = run_dir(airflow.artifacts, DATA_CHANGE, run_id)
+    folder = run_dir(airflow.artifacts, retrain_dag, run_id)
     plan = json.loads((folder / "plan.json").read_text(encoding="utf-8"))
-    assert plan["model_name"] == "e2e-retrained"  # the event's params, not the form's
+    assert plan["params"]["data_files"] == ["tones-v2.jsonl"]  # the event's, not the form's
+    assert plan["model_name"] == "e2e-retrained"  # the DAG's
     summary = json.loads((folder / "report" / "summary.json").read_text(encoding="utf-8"))
     assert summary["champion"]["decision"] == "promote"
     assert summary["approval"]["decision"] == "approved", summary["approval"]
@@ -218,3 +232,24 @@ def test_asset_event_starts_the_data_change_dag(airflow):
     assert "no champion" in summary["champion"]["reason"]
     assert "## Champion / challenger" in (folder / "report" / "report.md").read_text()
     assert (airflow.artifacts / "models" / "e2e-retrained" / "latest.json").is_file()
+
+
+def test_an_asset_event_cannot_change_the_model_name(airflow):
+    """An event may set only the DAG's event params (data files, splits): one that names
+    another model fails the run at prepare, before any work, and publishes nothing."""
+    airflow.ready_dag(DATA_CHANGE)
+    airflow.request(
+        "POST",
+        "/api/v2/assets/events",
+        {
+            "asset_id": _asset_id(airflow, DEMO_DATA),
+            "extra": {"params": {"model_name": "hijacked", "data_files": ["tones.jsonl"]}},
+        },
+    )
+    run_id = _asset_triggered_run(airflow, DATA_CHANGE)["dag_run_id"]
+    assert _finished(airflow, DATA_CHANGE, run_id)["state"] == "failed"
+    states = airflow.task_instances(DATA_CHANGE, run_id)
+    assert states["prepare"] == "failed", states
+    assert states["validate"] == "upstream_failed", states
+    assert not (airflow.artifacts / "models" / "hijacked").exists()
+    assert not run_dir(airflow.artifacts, DATA_CHANGE, run_id).exists()

@@ -211,9 +211,8 @@ def test_multi_adapter_trains_two_adapters_that_answer_differently(dag_env, tmp_
     ).stdout
     assert f"run {result['run_id']}: PASS" in shown
     assert "adapter reply: rougeL base" in shown and "through the shared base" in shown
-    manifest = read_json(
-        Path(read_json(artifacts / "models/tiny-multi/latest.json")["path"]) / "manifest.json"
-    )
+    latest = read_json(artifacts / "models/tiny-multi/latest.json")
+    manifest = read_json(artifacts / "models" / latest["path"] / "manifest.json")
     assert set(manifest["metrics"]["adapters"]) == {"reply", "explain"}
     assert (Path(manifest["path"]) / "multi_adapter" / "cpu-fp32" / "reply.onnx_adapter").is_file()
 
