@@ -80,7 +80,7 @@ def confine(value: str, roots: list[Path], param: str) -> Path:
 
 def confine_all(values: list[str], roots: list[Path], param: str) -> list[Path]:
     """``confine`` for each value; a glob pattern (``*``, ``?``, ``[...]``, ``**``) stands
-    for its matches, sorted, each confined. The folder before the first wildcard must lie
+    for the files it matches, sorted, each confined. The folder before the first wildcard must lie
     inside a root (a relative one is looked up in each root), so a pattern never makes
     prepare walk the file system outside them. A pattern matching nothing is an error."""
     paths: list[Path] = []
@@ -113,7 +113,8 @@ def _matches(value: str, roots: list[Path], param: str) -> list[Path]:
             for base in (root / literal for root in roots)
             if base.is_dir() and any(base.resolve().is_relative_to(root) for root in roots)
         ]
-    matches = sorted({match for base in bases for match in base.glob(rest)})
+    # Files only: a folder matched too would be read again through its files.
+    matches = sorted({match for base in bases for match in base.glob(rest) if match.is_file()})
     if not matches:
         allowed = ", ".join(str(root) for root in roots) or "(none configured)"
         raise ConfigError(f"param {param}: the pattern {value} matches nothing under {allowed}")

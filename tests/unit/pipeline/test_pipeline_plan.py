@@ -237,6 +237,7 @@ def test_the_readers_get_the_data_roots(tmp_path, roots):
 
 def test_glob_patterns_expand_inside_the_roots_sorted_and_confined(tmp_path, roots):
     (roots[0] / "sub" / "a.jsonl").write_text('{"phrase": "a", "tone": "sad"}\n')
+    (roots[0] / "sub" / "folder.jsonl").mkdir()  # a pattern stands for files only
     root = roots[0]
     plan = make_plan(tmp_path, roots, data_files=["sub/*.jsonl"])
     assert plan["finetune"]["data_files"] == [
