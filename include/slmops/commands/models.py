@@ -132,7 +132,14 @@ def _verify_published(args: argparse.Namespace) -> int:
         )
     damaged = 0
     for name in names:
-        problems = model_versions.verify(store.version(args.published, name))
+        version = store.version(args.published, name)
+        if not model_versions.has_checksums(version):
+            print(
+                f"{args.published} {name}: not checked (published by an older slmops, its "
+                "manifest records no checksums; publish the run again to record them)"
+            )
+            continue
+        problems = model_versions.verify(version)
         damaged += bool(problems)
         print(f"{args.published} {name}: {'ok' if not problems else 'DAMAGED'}")
         for problem in problems:

@@ -128,6 +128,13 @@ def verify(version_dir: Path) -> list[str]:
     return problems
 
 
+def has_checksums(version_dir: Path) -> bool:
+    """Whether the version's manifest is readable and records its files' sha256s (versions
+    published before checksums existed do not: ``verify`` cannot tell them intact)."""
+    manifest = read_manifest(version_dir)
+    return manifest is not None and isinstance(manifest.get("files"), dict)
+
+
 def read_manifest(version_dir: Path) -> dict | None:
     """A version's manifest, or None when it is missing or unreadable."""
     try:

@@ -131,6 +131,26 @@ def test_a_corrupted_published_file_is_named_by_verify(run_dir, tmp_path):
     assert f"{weights}: sha256 " in done.stdout
 
 
+def test_a_version_published_without_checksums_is_not_called_damaged(run_dir):
+    """Versions from before checksums existed cannot be verified: said so, not failed."""
+    models = run_dir.parents[2] / "models"
+    version = Path(publish(run_dir, models)["path"])
+    manifest = ModelStore.manifest(version)
+    record = json.loads(manifest.read_text())
+    del record["files"]
+    manifest.chmod(0o644)
+    manifest.write_text(json.dumps(record))
+    assert not model_versions.has_checksums(version)
+    done = subprocess.run(
+        [sys.executable, "-m", "slmops", "models", "verify", "--published", "tones"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "SLMOPS_ARTIFACTS_ROOT": str(run_dir.parents[2])},
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"tones {version.name}: not checked (published by an older slmops" in done.stdout
+
+
 def test_publishing_again_replaces_the_same_version_only(run_dir):
     models = run_dir.parents[2] / "models"
     publish(run_dir, models)
