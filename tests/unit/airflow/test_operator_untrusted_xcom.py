@@ -173,9 +173,8 @@ def test_each_adapters_settings_match_its_own_plan(roots, context, form):
         planned_settings(swapped, "finetune", run_dir=run_dir)
 
 
-def test_the_hpo_searchs_data_check_matches_the_search_plan(roots, context, form):
-    """slm_hpo's check_data validates with the search's plan (hpo/plan.json)."""
-    from slmops.pipeline.planned import planned_settings
+def planned_search(context, form) -> dict:
+    """slm_hpo's plan_trials run for real: two trials over lora_r, 3 steps each."""
     from slmops_airflow.hpo import PlanTrialsOperator
 
     search = {
@@ -183,7 +182,14 @@ def test_the_hpo_searchs_data_check_matches_the_search_plan(roots, context, form
         "search_space": {"lora_r": {"type": "choice", "values": [4, 8]}},
     }
     ctx = context(dag_id="slm_hpo", params={**form, "search": search, "trial_max_steps": 3})
-    hpo = PlanTrialsOperator(task_id="plan_trials").execute(ctx)
+    return PlanTrialsOperator(task_id="plan_trials").execute(ctx)
+
+
+def test_the_hpo_searchs_data_check_matches_the_search_plan(roots, context, form):
+    """slm_hpo's check_data validates with the search's plan (hpo/plan.json)."""
+    from slmops.pipeline.planned import planned_settings
+
+    hpo = planned_search(context, form)
     run_dir = Path(hpo["run_dir"])
     settings, plan = planned_settings(hpo["validation"], "validation", run_dir=run_dir)
     assert settings == hpo["validation"] and "trials" in plan
@@ -240,14 +246,8 @@ def test_an_hpo_trial_must_be_one_its_search_planned(roots, context, form):
     that TrialOperator calls."""
     from slmops.errors import ConfigError
     from slmops.pipeline import stages
-    from slmops_airflow.hpo import PlanTrialsOperator
 
-    search = {
-        "search_strategy": {"type": "random", "num_trials": 2, "seed": 7},
-        "search_space": {"lora_r": {"type": "choice", "values": [4, 8]}},
-    }
-    ctx = context(dag_id="slm_hpo", params={**form, "search": search, "trial_max_steps": 3})
-    hpo = PlanTrialsOperator(task_id="plan_trials").execute(ctx)
+    hpo = planned_search(context, form)
     run_dir = Path(hpo["run_dir"])
     trial = hpo["trials"][1]
     forged = {**trial, "evaluate": {**trial["evaluate"], "fail_on_gates": True, "loss": "x:y"}}

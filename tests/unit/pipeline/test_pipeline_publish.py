@@ -107,6 +107,16 @@ def test_published_files_are_read_only_copies_with_checksums(run_dir):
     assert model_versions.verify(version) == []
 
 
+def verify_published(artifacts_root: Path, name: str) -> subprocess.CompletedProcess:
+    """`slmops models verify --published NAME`, run as a user would."""
+    return subprocess.run(
+        [sys.executable, "-m", "slmops", "models", "verify", "--published", name],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "SLMOPS_ARTIFACTS_ROOT": str(artifacts_root)},
+    )
+
+
 def test_a_corrupted_published_file_is_named_by_verify(run_dir, tmp_path):
     models = run_dir.parents[2] / "models"
     version = Path(publish(run_dir, models)["path"])
@@ -120,12 +130,7 @@ def test_a_corrupted_published_file_is_named_by_verify(run_dir, tmp_path):
     assert problems[0].startswith(f"{weights}: sha256 ") and "corrupted or edited" in problems[0]
     assert problems[1] == f"{version / 'onnx/cpu-int4/parity.json'}: missing"
     assert problems[2] == f"{version / 'extra.bin'}: not in the manifest (added after publishing)"
-    done = subprocess.run(
-        [sys.executable, "-m", "slmops", "models", "verify", "--published", "tones"],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "SLMOPS_ARTIFACTS_ROOT": str(run_dir.parents[2])},
-    )
+    done = verify_published(run_dir.parents[2], "tones")
     assert done.returncode == 1, done.stderr
     assert f"tones {version.name}: DAMAGED" in done.stdout
     assert f"{weights}: sha256 " in done.stdout
@@ -141,12 +146,7 @@ def test_a_version_published_without_checksums_is_not_called_damaged(run_dir):
     manifest.chmod(0o644)
     manifest.write_text(json.dumps(record))
     assert not model_versions.has_checksums(version)
-    done = subprocess.run(
-        [sys.executable, "-m", "slmops", "models", "verify", "--published", "tones"],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "SLMOPS_ARTIFACTS_ROOT": str(run_dir.parents[2])},
-    )
+    done = verify_published(run_dir.parents[2], "tones")
     assert done.returncode == 0, done.stderr
     assert f"tones {version.name}: not checked (published by an older slmops" in done.stdout
 
