@@ -57,3 +57,39 @@ def test_shipped_run_configs_are_valid(path):
 
 def test_at_least_one_run_config_ships():
     assert RUN_CONFIGS
+
+
+# Another process holds a training folder's lock, as a live earlier attempt would.
+_HOLD = """
+import sys, time
+from pathlib import Path
+from slmops.training.lock import exclusive
+with exclusive(Path(sys.argv[1])):
+    print("holding", flush=True)
+    time.sleep(600)
+"""
+
+
+def test_a_busy_training_folder_exits_75_try_again_later(
+    tmp_path, tiny_model_dir, write_jsonl, capsys
+):
+    """Not the input's fault: exit 75 (EX_TEMPFAIL), the holder named, no traceback."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD, str(out)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        code = main(["finetune", "-m", str(tiny_model_dir), "--data_files",
+                     str(write_jsonl(tone_rows(40))), "--text_template", TONE_TEMPLATE,
+                     "-o", str(out), "--max_steps", "1"])  # fmt: skip
+    finally:
+        holder.kill()
+        holder.wait()
+    assert code == 75
+    err = capsys.readouterr().err
+    assert "slmops finetune: try again later:" in err and f"pid {holder.pid}" in err
+    assert "Traceback" not in err

@@ -41,6 +41,20 @@ def test_the_request_shows_the_champion_beside_base_and_fine_tuned(run_dir):
     assert "[Open the run report](http://ui/slmops/runs/x/y)" in body
 
 
+def test_a_decision_made_without_scores_still_says_why(run_dir):
+    """A fail-closed keep (nothing to compare) has no champion score, but its reason."""
+    decision = {
+        "decision": "keep",
+        "reason": "the champion (v1) has no CPU target in common with this run (cpu-int8)",
+        "champion": {"version": "v1", "path": "tones/versions/v1"},
+    }
+    (run_dir / "champion").mkdir()
+    (run_dir / "champion/decision.json").write_text(json.dumps(decision))
+    body = approval.request(run_dir)[1]
+    assert "| champion v1 |" not in body  # no score to show
+    assert f"Champion/challenger: keep: {decision['reason']}." in body
+
+
 def test_a_run_without_evaluation_says_so(run_dir):
     (run_dir / "finetune/evaluation/evaluation.json").unlink()
     assert approval.request(run_dir)[1] == "The run has no evaluation: nothing to review."
