@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
-import fcntl
 import glob
 import hashlib
 import json
@@ -25,6 +24,8 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from filelock import FileLock, Timeout
 
 HOME_ENV = "SLMOPS_HOME"
 _CHUNK = 4 * 1024 * 1024
@@ -270,30 +271,21 @@ def tree_size(folder: Path) -> int:
 
 @contextlib.contextmanager
 def exclusive_lock(path: Path, *, timeout_s: float, what: str) -> Iterator[None]:
-    """Hold an exclusive ``fcntl.flock`` on ``path`` (created when missing) for the block,
-    waiting at most ``timeout_s``. A lock still busy then is a TimeoutError naming the
-    file (retried: the holder finishes). The kernel drops the lock when its holder dies,
-    so a killed process never leaves it taken."""
+    """Hold an exclusive lock on ``path`` (filelock: ``flock``, created when missing) for
+    the block, waiting at most ``timeout_s``. A lock still busy then is a TimeoutError
+    naming the file (retried: the holder finishes). The kernel drops the lock when its
+    holder dies, so a killed process never leaves it taken."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    lock = FileLock(str(path))
     try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise TimeoutError(
-                        f"{what}: another process has held {path} for more than "
-                        f"{timeout_s:g} s; it is retried, or wait for the other "
-                        "publish to finish"
-                    ) from None
-                time.sleep(0.05)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+        lock.acquire(timeout=timeout_s)
+    except Timeout:
+        raise TimeoutError(
+            f"{what}: another process has held {path} for more than {timeout_s:g} s; it is "
+            "retried, or wait for the other publish to finish"
+        ) from None
+    try:
+        yield
     finally:
-        os.close(handle)
+        lock.release()

@@ -8,7 +8,7 @@ then latest.json. Each version gets a sequence number, one more than any before 
 kept when the same run publishes again; latest.json moves only to a version whose
 number is at least its own, so a retried or cleared older run never takes it back.
 
-Standard library only (the UI's catalog imports it).
+No model library is imported (the UI's catalog imports it).
 """
 
 from __future__ import annotations
