@@ -29,6 +29,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from slmops.errors import ConfigError
 from slmops.layout import REPORT_DIR, REPORT_HTML
 from slmops.pipeline import catalog
+from slmops_airflow.roots import ARTIFACTS_VARIABLE
 from slmops_airflow.ui.links import PREFIX, run_path
 from slmops_airflow.ui.pages import render
 
@@ -57,12 +58,12 @@ def artifacts_root() -> Path:
     from slmops.pipeline import locations
 
     try:
-        configured = Variable.get("slmops_artifacts_root", default_var=None)
+        configured = Variable.get(ARTIFACTS_VARIABLE, default_var=None)
     except Exception:  # no metadata DB reachable: the environment still answers
         configured = None
     try:
         return locations.narrowed_artifacts_root(
-            configured, "Airflow Variable slmops_artifacts_root"
+            configured, f"Airflow Variable {ARTIFACTS_VARIABLE}"
         )
     except ConfigError as exc:
         log.warning("slmops UI: %s; showing %s", exc, locations.artifacts_root())
