@@ -46,7 +46,7 @@ def build_with_genai(
         command = [
             sys.executable,
             "-m",
-            "onnxruntime_genai.models.builder",
+            "slmops.export.builder_child",  # the builder, its k-quant in cache-sized slices
             "-i",
             str(model_dir),
             "-o",
