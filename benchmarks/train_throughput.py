@@ -17,9 +17,12 @@ Variants per shape:
 
 - olive-shaped: what ``olive finetune`` does: every row padded to max_seq_len, gradient
   checkpointing on, logits at every position;
-- slmops, logits everywhere: slmops before the labeled-logits change (per-batch padding,
+- slmops, logits everywhere: slmops before this work (per-batch padding,
   the LM head at every position);
-- slmops: the default (logits only where the next token is a target);
+- slmops, glibc's allocator defaults: the default with SLMOPS_KEEP_FREED_MEMORY=0 (as Olive
+  and the two rows above run), to show what keeping freed memory between steps is worth;
+- slmops: the default (logits only where the next token is a target; glibc keeps the
+  memory a step frees for the next, slmops.training.allocator);
 - slmops bf16: the default with ``--mixed_precision bf16`` (autocast; on CPUs with AMX or
   AVX512-BF16 the matmuls run in bfloat16). Not the same arithmetic as the others: given
   for the record, outside the targets.
@@ -40,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -69,13 +73,19 @@ LONG_ROWS_PER_ROW = 4  # instruction rows per long row
 OLIVE = "olive-shaped (pad to max_seq_len, grad. checkpointing, all logits)"
 BEFORE = "slmops, logits everywhere (before)"
 SLMOPS = "slmops"
+GLIBC = "slmops, glibc's allocator defaults"
 BF16 = "slmops bf16 (--mixed_precision bf16, for the record)"
 VARIANTS = {
     OLIVE: [*LORA, "--padding", "max_length", "--gradient_checkpointing", "--logits", "all"],
     BEFORE: [*LORA, "--logits", "all"],
+    GLIBC: LORA,
     SLMOPS: LORA,
     BF16: [*LORA, "--mixed_precision", "bf16"],
 }
+# Olive, and slmops before this work, train with glibc's allocator defaults;
+# slmops.training.allocator keeps freed memory for the next step (GLIBC isolates it).
+DEFAULT_ALLOCATOR = {"SLMOPS_KEEP_FREED_MEMORY": "0"}
+VARIANT_ENV = {OLIVE: DEFAULT_ALLOCATOR, BEFORE: DEFAULT_ALLOCATOR, GLIBC: DEFAULT_ALLOCATOR}
 # Only on the tone data: the adapter methods against LoRA (weights in memory).
 METHODS = {
     "qlora (nf4, double quant)": ["--method", "qlora"],
@@ -104,14 +114,15 @@ def shape_flags(shape: str, folder: Path) -> list[str]:
     return SHAPES[shape]
 
 
-def train(flags: list[str], steps: int, batch: int, out: Path) -> dict:
+def train(flags: list[str], steps: int, batch: int, out: Path, env: dict | None = None) -> dict:
     command = [
         sys.executable, "-m", "slmops", "finetune", *flags,
         "-o", str(out), "--max_steps", str(steps), "--eval_steps", str(steps),
         "--logging_steps", str(steps), "--per_device_train_batch_size", str(batch),
         "--merge_adapter", "false",
     ]  # fmt: skip
-    subprocess.run(command, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    environment = {**os.environ, **(env or {})}
+    subprocess.run(command, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, env=environment)
     metrics = json.loads((out / "training_metrics.json").read_text())
     samples = metrics["global_step"] * batch
     metrics["samples_per_second"] = samples / metrics["train_runtime_s"]
@@ -189,7 +200,8 @@ def main() -> int:
             runs += [("tones", name, SHAPES["tones"] + flags) for name, flags in METHODS.items()]
         for index, (shape, name, flags) in enumerate(runs):
             print(f"training {shape}: {name} ...", file=sys.stderr, flush=True)
-            rows[shape, name] = m = train(flags, args.steps, args.batch, Path(tmp) / str(index))
+            out = Path(tmp) / str(index)
+            rows[shape, name] = m = train(flags, args.steps, args.batch, out, VARIANT_ENV.get(name))
             print(
                 f"  {m['samples_per_second']:.2f} samples/s, peak RSS "
                 f"{m['peak_memory_mb']['rss']:,.0f} MB",
@@ -219,6 +231,13 @@ def main() -> int:
         print(f"{shape}: slmops samples/s / Olive-shaped = {speedup:.2f}x (target >= 3x)")
         print(f"{shape}: slmops samples/s / before the change = {change:.2f}x")
         print(f"{shape}: slmops peak RSS / before the change = {memory:.2f}x (target <= 1.10x)")
+        glibc = rows[shape, GLIBC]
+        print(
+            f"{shape}: kept freed memory: samples/s "
+            f"{now['samples_per_second'] / glibc['samples_per_second']:.2f}x, peak RSS "
+            f"{now['peak_memory_mb']['rss'] / glibc['peak_memory_mb']['rss']:.2f}x "
+            "of glibc's defaults"
+        )
         bf16 = rows[shape, BF16]["samples_per_second"]
         print(
             f"{shape}: slmops bf16 samples/s / slmops = {bf16 / now['samples_per_second']:.2f}x, "

@@ -36,6 +36,7 @@ from slmops.training.adapters import (
     merge_into_base,
     require_bitsandbytes,
 )
+from slmops.training.allocator import kept_freed_memory
 from slmops.training.config import ADAPTER_METHODS, FinetuneConfig
 from slmops.training.folder import (
     TrainingResult,
@@ -183,7 +184,10 @@ def _train(
         trainer.state, runtime = finished, 0.0
     else:
         try:
-            output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+            with kept_freed_memory():
+                output = trainer.train(
+                    resume_from_checkpoint=str(resume_from) if resume_from else None
+                )
         except NonFiniteLossError as exc:
             raise _non_finite(exc, config) from None
         runtime = output.metrics["train_runtime"]
