@@ -167,7 +167,8 @@ BENCHMARKS := benchmarks/bench_model_verify.py benchmarks/train_throughput.py \
 	benchmarks/labeled_logits_step.py benchmarks/pipeline_overhead.py \
 	benchmarks/inference.py benchmarks/distributed_throughput.py \
 	benchmarks/orchestration_overhead.py benchmarks/dag_parse.py \
-	benchmarks/multi_adapter_decode.py
+	benchmarks/multi_adapter_decode.py benchmarks/int4_export_time.py \
+	benchmarks/decode_bound.py
 
 bench: setup
 	@for script in $(BENCHMARKS); do echo "== $$script"; $(PY) $$script; done

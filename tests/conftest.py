@@ -46,12 +46,40 @@ def pytest_xdist_make_scheduler(config, log):
         return None
     from xdist.scheduler import LoadFileScheduling
 
+    # Files go out in collection order (see pytest_collection_modifyitems), not xdist's
+    # default of the files with the most tests first, which sends the few-test, minute-long
+    # end-to-end files last and leaves one worker idle while the other finishes them.
+    config.option.loadscopereorder = False
+
     class TierAwareFileScheduling(LoadFileScheduling):
         def _split_scope(self, nodeid: str) -> str:
             path = nodeid.split("::", 1)[0]
             return "tests/cluster" if path.startswith("tests/cluster/") else path
 
     return TierAwareFileScheduling(config, log)
+
+
+# The tiers whose files take minutes, slowest first; the rest (seconds per file) follow and
+# fill the workers' last minutes evenly.
+SLOW_TIERS_FIRST = (
+    "tests/cluster/",
+    "tests/e2e/",
+    "tests/integration/",
+    "tests/reliability/",
+    "tests/unit/export/",
+)
+
+
+def _tier_rank(nodeid: str) -> int:
+    return next(
+        (rank for rank, tier in enumerate(SLOW_TIERS_FIRST) if nodeid.startswith(tier)),
+        len(SLOW_TIERS_FIRST),
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    """Slow tiers first (a stable sort: each file keeps its own order)."""
+    items.sort(key=lambda item: _tier_rank(item.nodeid))
 
 
 @pytest.fixture(scope="session")
