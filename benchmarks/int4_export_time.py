@@ -20,21 +20,22 @@ import tempfile
 import time
 from pathlib import Path
 
+from slmops.export.genai_builder import BUILDER_MODULE, SHIPPED_BUILDER_MODULE, builder_command
 from slmops.export.targets import TARGETS
 from slmops.models import resolve
 
 BUILDS = {
-    "builder as shipped (whole-tensor k-quant)": "onnxruntime_genai.models.builder",
-    "slmops (k-quant in slices)": "slmops.export.builder_child",
+    "builder as shipped (whole-tensor k-quant)": SHIPPED_BUILDER_MODULE,
+    "slmops (k-quant in slices)": BUILDER_MODULE,
 }
 
 
 def build(module: str, model: Path, out: Path) -> float:
-    options = [f"{key}={value}" for key, value in TARGETS["cpu-int4"].builder_options]
-    command = [
-        sys.executable, "-m", module, "-i", str(model), "-o", str(out), "-p", "int4",
-        "-e", "cpu", "-c", str(out.with_name(out.name + "-cache")), "--extra_options", *options,
-    ]  # fmt: skip
+    command = builder_command(
+        model, out, precision="int4", execution_provider="cpu",
+        cache_dir=out.with_name(out.name + "-cache"),
+        options=dict(TARGETS["cpu-int4"].builder_options), module=module,
+    )  # fmt: skip
     start = time.perf_counter()
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return time.perf_counter() - start

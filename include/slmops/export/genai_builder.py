@@ -23,6 +23,33 @@ _UNSUPPORTED_MARK = "is not currently supported"
 _LOG_TAIL_LINES = 12
 
 
+# The builder, its k-quant in cache-sized slices (slmops.export.kquant): the same files.
+BUILDER_MODULE = "slmops.export.builder_child"
+# The builder as onnxruntime-genai ships it (benchmarks and tests compare against it).
+SHIPPED_BUILDER_MODULE = "onnxruntime_genai.models.builder"
+
+
+def builder_command(
+    model_dir: Path | str,
+    out_dir: Path | str,
+    *,
+    precision: str,
+    execution_provider: str,
+    cache_dir: Path | str,
+    options: dict[str, str] | None = None,
+    module: str = BUILDER_MODULE,
+) -> list[str]:
+    """The command line that runs the builder ``module`` (``options``: its
+    ``--extra_options``, KEY=VALUE)."""
+    command = [
+        sys.executable, "-m", module, "-i", str(model_dir), "-o", str(out_dir),
+        "-p", precision, "-e", execution_provider, "-c", str(cache_dir),
+    ]  # fmt: skip
+    if options:
+        command += ["--extra_options", *(f"{key}={value}" for key, value in options.items())]
+    return command
+
+
 def build_with_genai(
     model_dir: Path,
     out_dir: Path,
@@ -43,26 +70,17 @@ def build_with_genai(
     remove_stale_temporaries(Path(out_dir).parent / _CACHE_LABEL)
     with temporary_directory(Path(out_dir).parent, _CACHE_LABEL) as cache_dir:
         cache = str(cache_dir)
-        command = [
-            sys.executable,
-            "-m",
-            "slmops.export.builder_child",  # the builder, its k-quant in cache-sized slices
-            "-i",
-            str(model_dir),
-            "-o",
-            str(out_dir),
-            "-p",
-            precision,
-            "-e",
-            execution_provider,
-            "-c",
-            cache,
-        ]
         extra = dict(options or {})
         if adapter_path is not None:
             extra["adapter_path"] = str(adapter_path)
-        if extra:
-            command += ["--extra_options", *(f"{key}={value}" for key, value in extra.items())]
+        command = builder_command(
+            model_dir,
+            out_dir,
+            precision=precision,
+            execution_provider=execution_provider,
+            cache_dir=cache,
+            options=extra,
+        )
         log(f"onnxruntime-genai builder: {precision} for {execution_provider} from {model_dir}")
         with open(log_path, "a", encoding="utf-8") as sink:
             sink.write("$ " + " ".join(command) + "\n")

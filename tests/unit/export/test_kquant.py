@@ -4,13 +4,13 @@ arrays and on a whole int4 export."""
 from __future__ import annotations
 
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 from onnxruntime.quantization.neural_compressor import weight_only
 
 from slmops.export import kquant
+from slmops.export.genai_builder import BUILDER_MODULE, SHIPPED_BUILDER_MODULE, builder_command
 from slmops.export.targets import TARGETS
 
 ORIGINAL = weight_only.quant_tensor_k_quant_cpu
@@ -51,14 +51,14 @@ def test_the_builder_child_writes_the_builders_files(tmp_path):
     from slmops.testing import build_tiny_llama
 
     model = build_tiny_llama(tmp_path / "model", intermediate_size=1280)
-    options = [f"{key}={value}" for key, value in TARGETS["cpu-int4"].builder_options]
     outputs = {}
-    for module in ("onnxruntime_genai.models.builder", "slmops.export.builder_child"):
+    for module in (SHIPPED_BUILDER_MODULE, BUILDER_MODULE):
         out = tmp_path / module
-        command = [
-            sys.executable, "-m", module, "-i", str(model), "-o", str(out), "-p", "int4",
-            "-e", "cpu", "-c", str(tmp_path / f"cache-{module}"), "--extra_options", *options,
-        ]  # fmt: skip
+        command = builder_command(
+            model, out, precision="int4", execution_provider="cpu",
+            cache_dir=tmp_path / f"cache-{module}",
+            options=dict(TARGETS["cpu-int4"].builder_options), module=module,
+        )  # fmt: skip
         done = subprocess.run(command, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
         outputs[module] = out
