@@ -12,13 +12,14 @@ two folders is identical.
 from __future__ import annotations
 
 import argparse
-import filecmp
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from same_files import same_files
 
 from slmops.export.genai_builder import BUILDER_MODULE, SHIPPED_BUILDER_MODULE, builder_command
 from slmops.export.targets import TARGETS
@@ -39,14 +40,6 @@ def build(module: str, model: Path, out: Path) -> float:
     start = time.perf_counter()
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return time.perf_counter() - start
-
-
-def same_files(left: Path, right: Path) -> bool:
-    names = sorted(path.name for path in left.iterdir())
-    if names != sorted(path.name for path in right.iterdir()):
-        return False
-    _, mismatch, errors = filecmp.cmpfiles(left, right, names, shallow=False)
-    return not mismatch and not errors
 
 
 def main() -> int:

@@ -31,6 +31,7 @@ from slmops.artifacts import (
     remove_stale_temporaries,
 )
 from slmops.errors import ModelError
+from slmops.gguf_once import parsed_once
 from slmops.progress import Log, no_log
 
 MANIFEST_NAME = "slmops_model.json"
@@ -235,7 +236,7 @@ def convert_gguf(gguf_path: Path, out_dir: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     folder, name = str(gguf_path.parent), gguf_path.name
-    with _progress_bars_on_terminal_only():
+    with _progress_bars_on_terminal_only(), parsed_once():
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
         loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
         # save_pretrained refuses a GGUF-loaded model: rebuild a plain one from its config.
