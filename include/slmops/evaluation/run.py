@@ -44,6 +44,7 @@ from slmops.evaluation.scoring import (
     language_modeling_metrics,
     text_metrics,
 )
+from slmops.gc_scope import collect_only_new
 from slmops.inference import decode_answers, greedy_token_ids
 from slmops.layout import (
     ANSWERS_NAME,
@@ -76,6 +77,7 @@ class EvaluationResult:
         return gates.failed(self.gates)
 
 
+@collect_only_new()
 def run(config: EvaluateConfig, *, log: Log = no_log) -> EvaluationResult:
     """Score, judge and report; raises ``GateFailure`` when a gate fails (and
     ``config.fail_on_gates``), after the results are written."""

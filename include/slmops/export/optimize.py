@@ -46,6 +46,7 @@ from slmops.export.exporter import export_model
 from slmops.export.report import write_report
 from slmops.export.runners import encode_prompts
 from slmops.export.targets import DEFAULT_TARGET, Target
+from slmops.gc_scope import collect_only_new
 from slmops.layout import (
     ADAPTER,
     BENCHMARK_NAME,
@@ -117,6 +118,7 @@ def optimize(
     return run(config, log=log)
 
 
+@collect_only_new()
 def run(config: AutoOptConfig, *, log: Log = no_log) -> OptimizeResult:
     quiet_libraries()
     target = config.resolved_target()

@@ -26,6 +26,7 @@ from slmops.data.batching import encode_examples, pack
 from slmops.data.loading import PreparedData, prepare
 from slmops.devices import Placement, place
 from slmops.errors import ConfigError, NonFiniteLossError, TrainingError
+from slmops.gc_scope import collect_only_new
 from slmops.layout import ADAPTER, MERGED
 from slmops.models import ResolvedModel, load_padding_tokenizer, quiet_libraries, resolve
 from slmops.progress import Log, no_log
@@ -53,6 +54,7 @@ from slmops.training.trainer import full_state_dict, group_total, load_loss_hook
 from slmops.training.validated import require_validated
 
 
+@collect_only_new()
 def run(
     config: FinetuneConfig,
     *,

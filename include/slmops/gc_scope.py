@@ -1,0 +1,42 @@
+"""Garbage collections that skip the objects a process already held when a stage began.
+
+Stages call ``gc.collect()`` after dropping a model, so that its reference cycles are freed
+before the next model loads (one copy in memory at a time), and transformers' Trainer
+collects when training starts. Each such collection walks every object the process tracks:
+in an Airflow task, ``airflow dags test`` or a pytest worker that is millions of objects
+made by imports (modules, classes, functions of Airflow, torch, transformers, Great
+Expectations), 0.3-0.7 s a collection, several per stage.
+
+``collect_only_new()`` freezes what exists when the block starts (``gc.freeze``), so those
+collections walk only what the block made: the models and data of the stage. When the block
+ends, what it left behind is collected (still only its own objects) and the frozen objects
+go back to the oldest generation, where Python's own collections see them again: nothing is
+kept for good. Reentrant: only the outermost block freezes and unfreezes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import threading
+from collections.abc import Iterator
+
+_lock = threading.Lock()
+_depth = 0
+
+
+@contextlib.contextmanager
+def collect_only_new() -> Iterator[None]:
+    global _depth
+    with _lock:
+        if _depth == 0:
+            gc.freeze()
+        _depth += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _depth -= 1
+            if _depth == 0:
+                gc.collect()
+                gc.unfreeze()

@@ -1,0 +1,84 @@
+"""slmops.gc_scope.collect_only_new: collections inside the block walk only what it made,
+what it leaves behind is freed when it ends, and nothing stays frozen after it."""
+
+import gc
+import threading
+import weakref
+
+from slmops.gc_scope import collect_only_new
+
+
+class Node:
+    """A reference cycle (as a model's modules make): only the cyclic collector frees it."""
+
+    def __init__(self):
+        self.me = self
+
+
+def dropped_cycle() -> weakref.ref:
+    return weakref.ref(Node())
+
+
+def test_a_cycle_made_inside_is_freed_by_a_collection_inside():
+    with collect_only_new():
+        assert gc.get_freeze_count() > 0
+        made_inside = dropped_cycle()
+        gc.collect()
+        assert made_inside() is None
+    assert gc.get_freeze_count() == 0
+
+
+def test_older_objects_are_skipped_inside_and_collectable_after():
+    gc.disable()  # no automatic collection between making the cycle and freezing it
+    try:
+        older = dropped_cycle()
+        with collect_only_new():
+            gc.collect()
+            assert older() is not None  # frozen: not walked inside the block
+        gc.collect()
+        assert older() is None  # back in the oldest generation, freed by a full collection
+    finally:
+        gc.enable()
+
+
+def test_what_the_block_leaves_behind_is_freed_when_it_ends():
+    with collect_only_new():
+        left_behind = dropped_cycle()
+        assert left_behind() is not None  # no collection ran inside
+    assert left_behind() is None
+
+
+def test_nested_blocks_freeze_and_unfreeze_once():
+    with collect_only_new():
+        frozen = gc.get_freeze_count()
+        with collect_only_new():
+            assert gc.get_freeze_count() == frozen
+        assert gc.get_freeze_count() == frozen  # the inner end leaves the outer block frozen
+    assert gc.get_freeze_count() == 0
+
+
+def test_blocks_overlapping_in_threads_unfreeze_when_the_last_ends():
+    entered, release = threading.Event(), threading.Event()
+
+    def other():
+        with collect_only_new():
+            entered.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    entered.wait(10)
+    with collect_only_new():
+        pass
+    assert gc.get_freeze_count() > 0  # the other thread's block is still open
+    release.set()
+    thread.join(10)
+    assert gc.get_freeze_count() == 0
+
+
+def test_a_decorated_function_runs_inside_a_block():
+    @collect_only_new()
+    def stage():
+        return gc.get_freeze_count()
+
+    assert stage() > 0 and gc.get_freeze_count() == 0
