@@ -12,12 +12,17 @@ collections walk only what the block made: the models and data of the stage. Whe
 ends, what it left behind is collected (still only its own objects) and the frozen objects
 go back to the oldest generation, where Python's own collections see them again: nothing is
 kept for good. Reentrant: only the outermost block freezes and unfreezes.
+
+In a fresh process (an Airflow task, a CLI command) the block itself would import torch and
+transformers, and their objects would be walked by every collection in it and once more when
+it ends: the modules a block uses anyway are named, and imported before the freeze.
 """
 
 from __future__ import annotations
 
 import contextlib
 import gc
+import importlib
 import threading
 from collections.abc import Iterator
 
@@ -26,8 +31,10 @@ _depth = 0
 
 
 @contextlib.contextmanager
-def collect_only_new() -> Iterator[None]:
+def collect_only_new(*imported_first: str) -> Iterator[None]:
     global _depth
+    for module in imported_first:
+        importlib.import_module(module)
     with _lock:
         if _depth == 0:
             gc.freeze()

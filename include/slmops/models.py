@@ -23,6 +23,9 @@ from slmops import model_store
 from slmops.errors import ModelError, TransientError
 from slmops.progress import Log, no_log
 
+# What loading a model imports: a stage's garbage-collection scope (slmops.gc_scope) imports
+# them before it begins, so its collections skip their objects.
+MODEL_LIBRARIES = ("torch", "transformers.modeling_utils")
 # Files fetched for a hub model: configs, safetensors weights and tokenizer files only.
 HUB_ALLOW_PATTERNS = [
     "*.json",

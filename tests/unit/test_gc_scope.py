@@ -82,3 +82,11 @@ def test_a_decorated_function_runs_inside_a_block():
         return gc.get_freeze_count()
 
     assert stage() > 0 and gc.get_freeze_count() == 0
+
+
+def test_the_named_modules_are_imported_before_the_freeze(monkeypatch):
+    import sys
+
+    monkeypatch.delitem(sys.modules, "colorsys", raising=False)
+    with collect_only_new("colorsys"):
+        assert "colorsys" in sys.modules

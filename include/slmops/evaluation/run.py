@@ -55,6 +55,7 @@ from slmops.layout import (
     METRICS_NAME,
 )
 from slmops.models import (
+    MODEL_LIBRARIES,
     load_causal_lm,
     quiet_libraries,
 )
@@ -77,7 +78,7 @@ class EvaluationResult:
         return gates.failed(self.gates)
 
 
-@collect_only_new()
+@collect_only_new(*MODEL_LIBRARIES)
 def run(config: EvaluateConfig, *, log: Log = no_log) -> EvaluationResult:
     """Score, judge and report; raises ``GateFailure`` when a gate fails (and
     ``config.fail_on_gates``), after the results are written."""

@@ -56,6 +56,7 @@ from slmops.layout import (
     TrainingLayout,
 )
 from slmops.models import (
+    MODEL_LIBRARIES,
     ResolvedModel,
     load_causal_lm,
     load_padding_tokenizer,
@@ -118,7 +119,7 @@ def optimize(
     return run(config, log=log)
 
 
-@collect_only_new()
+@collect_only_new(*MODEL_LIBRARIES)
 def run(config: AutoOptConfig, *, log: Log = no_log) -> OptimizeResult:
     quiet_libraries()
     target = config.resolved_target()

@@ -28,7 +28,13 @@ from slmops.devices import Placement, place
 from slmops.errors import ConfigError, NonFiniteLossError, TrainingError
 from slmops.gc_scope import collect_only_new
 from slmops.layout import ADAPTER, MERGED
-from slmops.models import ResolvedModel, load_padding_tokenizer, quiet_libraries, resolve
+from slmops.models import (
+    MODEL_LIBRARIES,
+    ResolvedModel,
+    load_padding_tokenizer,
+    quiet_libraries,
+    resolve,
+)
 from slmops.progress import Log, no_log
 from slmops.training.adapters import (
     attach_adapter,
@@ -54,7 +60,7 @@ from slmops.training.trainer import full_state_dict, group_total, load_loss_hook
 from slmops.training.validated import require_validated
 
 
-@collect_only_new()
+@collect_only_new(*MODEL_LIBRARIES, "transformers.trainer")
 def run(
     config: FinetuneConfig,
     *,

@@ -11,12 +11,13 @@ from typing import Any
 from slmops.artifacts import atomic_write_json
 from slmops.gc_scope import collect_only_new
 from slmops.layout import RunLayout
+from slmops.models import MODEL_LIBRARIES
 from slmops.pipeline.multi_adapter.plan import read_multi_plan
 from slmops.progress import Log, no_log
 from slmops.report import cell
 
 
-@collect_only_new()
+@collect_only_new(*MODEL_LIBRARIES)
 def build(run_dir: Path, *, log: Log = no_log) -> dict:
     """Export the shared base with every adapter, then score each adapter through it."""
     from slmops.evaluation import eval_set
