@@ -1,3 +1,3 @@
-from slmops.cli import main
+from slmops.cli import console
 
-raise SystemExit(main())
+console()

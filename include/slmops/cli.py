@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from slmops import __version__
 from slmops.commands import (
@@ -26,6 +27,7 @@ from slmops.commands import (
     validate,
 )
 from slmops.errors import SlmopsError, TrainingFolderBusy, TransientError
+from slmops.gc_scope import collect_less_often
 
 COMMANDS = (
     models,
@@ -73,5 +75,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-if __name__ == "__main__":
+def console() -> NoReturn:
+    """The `slmops` command and `python -m slmops`: one job in its own process, then exit
+    (so the process's garbage collector may be tuned for that; ``main`` leaves it alone)."""
+    collect_less_often()
     raise SystemExit(main())
+
+
+if __name__ == "__main__":
+    console()

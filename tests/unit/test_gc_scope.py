@@ -2,10 +2,15 @@
 what it leaves behind is freed when it ends, and nothing stays frozen after it."""
 
 import gc
+import subprocess
+import sys
 import threading
 import weakref
 
-from slmops.gc_scope import collect_only_new
+import pytest
+
+from slmops.cli import main
+from slmops.gc_scope import ONE_JOB_THRESHOLD, collect_only_new
 
 
 class Node:
@@ -85,8 +90,30 @@ def test_a_decorated_function_runs_inside_a_block():
 
 
 def test_the_named_modules_are_imported_before_the_freeze(monkeypatch):
-    import sys
-
     monkeypatch.delitem(sys.modules, "colorsys", raising=False)
     with collect_only_new("colorsys"):
         assert "colorsys" in sys.modules
+
+
+def test_the_command_collects_less_often():
+    probe = (
+        "import gc, sys\n"
+        "from slmops import cli\n"
+        "print(*gc.get_threshold())\n"
+        "sys.argv = ['slmops', '--version']\n"
+        "try:\n"
+        "    cli.console()\n"
+        "except SystemExit:\n"
+        "    print(*gc.get_threshold())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    default, version, tuned = done.stdout.strip().splitlines()
+    assert version.startswith("slmops ")
+    assert tuned.split() == [str(ONE_JOB_THRESHOLD), *default.split()[1:]]
+
+
+def test_main_called_in_process_leaves_the_collector_alone():
+    before = gc.get_threshold()
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert gc.get_threshold() == before

@@ -7,7 +7,9 @@ from __future__ import annotations
 import runpy
 
 from slmops.export import kquant
+from slmops.gc_scope import collect_less_often
 
 if __name__ == "__main__":
+    collect_less_often()
     kquant.install()
     runpy.run_module("onnxruntime_genai.models.builder", run_name="__main__", alter_sys=True)

@@ -14,12 +14,14 @@ import sys
 from pathlib import Path
 
 from slmops.errors import SlmopsError
+from slmops.gc_scope import collect_less_often
 from slmops.training.config import FinetuneConfig
 from slmops.training.group import die_with_parent, record_refusal
 from slmops.training.run import train_in_group
 
 
 def main(argv: list[str]) -> int:
+    collect_less_often()
     die_with_parent()  # torchrun killed -> this process goes too
     settings = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
     rank = int(os.environ.get("RANK", "0"))
