@@ -2,7 +2,9 @@
 objects a process held when a stage began are frozen, so the collections after each
 dropped model walk only the stage's own) against the same code with the freeze turned off
 (``gc.freeze``/``gc.unfreeze`` made no-ops in that process: every collection walks
-everything), each round in its own process, alternating.
+everything), each round in its own process, alternating. For a fresh process per stage,
+also as the ``slmops`` command runs it: the freeze and ``collect_less_often`` (the young
+generation's threshold raised for a one-job process).
 
     python benchmarks/gc_scope.py [--rounds 3] [--steps 20]
 
@@ -28,6 +30,9 @@ CHILD = r"""
 import gc, json, sys, time
 if sys.argv[1] == "off":
     gc.freeze = gc.unfreeze = lambda: None
+if sys.argv[1] == "command":
+    from slmops.gc_scope import collect_less_often
+    collect_less_often()
 spent, began = [0.0], [0.0]
 def timed(phase, info):
     if phase == "start":
@@ -85,25 +90,32 @@ def main() -> int:
         root = tiny_pipeline_data(Path(scratch))
         for round_ in range(args.rounds):
             for kind in ("one", "fresh"):
-                for freeze in ("on", "off"):
+                for freeze in ("on", "off", "command") if kind == "fresh" else ("on", "off"):
                     tag = f"{kind}-{freeze}-{round_}"
                     row = measure(freeze, kind, commands(root, args.steps, tag))
                     results.setdefault((kind, freeze), []).append(row)
                     print(f"round {round_ + 1}: {kind}/{freeze}: {row}", file=sys.stderr)
     labels = {"one": "one process for every stage", "fresh": "a fresh process per stage"}
-    print("| process | freeze | wall s (median) | GC s (median) |")
+    ways = {
+        "on": "freeze",
+        "off": "no freeze (before)",
+        "command": "freeze + collect_less_often (the slmops command)",
+    }
+    print("| process | collections | wall s (median) | GC s (median) |")
     print("|---|---|---:|---:|")
     medians = {
         key: {m: statistics.median(row[m] for row in rows) for m in ("wall", "gc")}
         for key, rows in results.items()
     }
     for (kind, freeze), value in medians.items():
-        print(f"| {labels[kind]} | {freeze} | {value['wall']:.1f} | {value['gc']:.2f} |")
+        print(f"| {labels[kind]} | {ways[freeze]} | {value['wall']:.1f} | {value['gc']:.2f} |")
     print()
-    for kind, label in labels.items():
-        on, off = medians[(kind, "on")], medians[(kind, "off")]
-        print(f"{label}: wall {on['wall'] / off['wall']:.2f}x, GC {on['gc'] / off['gc']:.2f}x "
-              "of the collections without the freeze")  # fmt: skip
+    for kind, freeze in (("one", "on"), ("fresh", "on"), ("fresh", "command")):
+        new, off = medians[(kind, freeze)], medians[(kind, "off")]
+        print(
+            f"{labels[kind]}, {ways[freeze]}: wall {new['wall'] / off['wall']:.2f}x, "
+            f"GC {new['gc'] / off['gc']:.2f}x of no freeze"
+        )
     return 0
 
 

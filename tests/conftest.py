@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from slmops.gc_scope import collect_less_often
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -22,6 +24,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # OpenMP threads spin while they wait for each other.
 if workers := int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0")):
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, len(os.sched_getaffinity(0)) // workers)))
+# Test processes are batch jobs as the slmops command is: fewer young-generation
+# collections while they import torch, transformers and Airflow and load models.
+collect_less_often()
 # Airflow, once imported, reads its home and settings: a private one per test session,
 # so tests never touch ~/airflow or a developer's database.
 os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="slmops-test-airflow-")

@@ -80,6 +80,9 @@ def airflow_env(home: Path, root: Path, port: int, password_file: Path) -> dict[
         # The DAG files and pipeline configs do not change while the stack runs: parse each
         # once, not every 30 s (six files, about a second of CPU each, beside the tests).
         AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL="3600",
+        # An unanswered approval times out when the scheduler next looks for expired
+        # deferrals (every 15 s by default): look every second, as the tests wait on it.
+        AIRFLOW__SCHEDULER__TRIGGER_TIMEOUT_CHECK_INTERVAL="1",
         AIRFLOW__CORE__EXECUTION_API_SERVER_URL=f"{url}/execution/",
         AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS="admin:admin",
         AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE=str(password_file),

@@ -14,8 +14,11 @@ import sys
 import pendulum
 from airflow.dag_processing.dagbag import DagBag
 
+from slmops.gc_scope import collect_less_often
+
 
 def main(dag_id: str, conf: str, logical_date: str | None = None) -> None:
+    collect_less_often()  # one job, as `airflow dags test` or the slmops command
     dag = _dag(dag_id)
     # One date for both: the run id derives from them, so a second call clears and reruns
     # the same run, as "Clear" in the UI does.
