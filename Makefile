@@ -168,7 +168,7 @@ BENCHMARKS := benchmarks/bench_model_verify.py benchmarks/train_throughput.py \
 	benchmarks/inference.py benchmarks/distributed_throughput.py \
 	benchmarks/orchestration_overhead.py benchmarks/dag_parse.py \
 	benchmarks/multi_adapter_decode.py benchmarks/int4_export_time.py \
-	benchmarks/decode_bound.py
+	benchmarks/decode_bound.py benchmarks/gguf_convert_time.py benchmarks/gc_scope.py
 
 bench: setup
 	@for script in $(BENCHMARKS); do echo "== $$script"; $(PY) $$script; done
