@@ -3,8 +3,8 @@
 Stages call ``gc.collect()`` after dropping a model, so that its reference cycles are freed
 before the next model loads (one copy in memory at a time), and transformers' Trainer
 collects when training starts. Each such collection walks every object the process tracks:
-in an Airflow task, ``airflow dags test`` or a pytest worker that is millions of objects
-made by imports (modules, classes, functions of Airflow, torch, transformers, Great
+in an Airflow task, ``airflow dags test`` or a pytest worker that is hundreds of thousands
+of objects made by imports (modules, classes, functions of Airflow, torch, transformers, Great
 Expectations), 0.3-0.7 s a collection, several per stage.
 
 ``collect_only_new()`` freezes what exists when the block starts (``gc.freeze``), so those
@@ -31,8 +31,8 @@ _depth = 0
 # The young generation's threshold in a process that runs one job and exits (Python's
 # default: 700). Importing torch and transformers and loading a model allocate hundreds of
 # thousands of long-lived objects: at 700 that is a collection every 700 of them, and every
-# hundredth one walks everything already there (0.9 s of GC in a 7 s tiny `slmops
-# finetune`, 0.3 s at this threshold).
+# hundredth one walks everything already there (1.2 s of GC in an 8 s tiny `slmops
+# finetune`, 0.4 s at this threshold).
 ONE_JOB_THRESHOLD = 50_000
 
 
@@ -46,6 +46,8 @@ def collect_less_often() -> None:
 
 @contextlib.contextmanager
 def collect_only_new(*imported_first: str) -> Iterator[None]:
+    """A block (or, called, a decorator) whose collections walk only what it made; the
+    modules in ``imported_first`` are imported before the freeze."""
     global _depth
     for module in imported_first:
         importlib.import_module(module)
