@@ -19,7 +19,6 @@ from slmops.artifacts import atomic_write_json, read_json_if_any
 from slmops.evaluation.config import LOWER_IS_BETTER
 from slmops.gc_scope import collect_only_new
 from slmops.layout import EXPORT_RECORD, ONNX_FOLDER, ModelStore, RunLayout
-from slmops.models import MODEL_LIBRARIES
 from slmops.pipeline import model_versions
 from slmops.pipeline.plan import read_plan
 from slmops.progress import Log, no_log
@@ -33,7 +32,8 @@ def read_decision(run_dir: Path) -> dict | None:
     return read_json_if_any(RunLayout(run_dir).decision)
 
 
-@collect_only_new(*MODEL_LIBRARIES)
+# No preloading: it scores ONNX exports, so torch and transformers' models need not load.
+@collect_only_new()
 def challenge(run_dir: Path, *, log: Log = no_log) -> dict:
     """Score challenger and champion on the same rows; write and return the decision.
 

@@ -60,7 +60,6 @@ from slmops.training.trainer import full_state_dict, group_total, load_loss_hook
 from slmops.training.validated import require_validated
 
 
-@collect_only_new(*MODEL_LIBRARIES, "transformers.trainer")
 def run(
     config: FinetuneConfig,
     *,
@@ -145,6 +144,8 @@ def _check(config: FinetuneConfig, log: Log) -> _Checked:
     )
 
 
+# Every process of a run trains here (one process, or each rank of a group).
+@collect_only_new(*MODEL_LIBRARIES, "transformers.trainer")
 def _train(
     checked: _Checked,
     log: Log,
