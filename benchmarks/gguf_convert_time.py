@@ -12,14 +12,13 @@ the two folders is identical.
 from __future__ import annotations
 
 import argparse
-import statistics
+import functools
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from same_files import same_files
+from side_by_side import alternate, print_medians
 
 # The child converts into argv[1]; argv[2] == "as-shipped" takes parsed_once away.
 CHILD = """
@@ -48,20 +47,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
-    seconds: dict[str, list[float]] = {label: [] for label in WAYS}
-    with tempfile.TemporaryDirectory(prefix="gguf-convert-") as scratch:
-        folders = {label: Path(scratch) / f"way-{index}" for index, label in enumerate(WAYS)}
-        for round_ in range(args.rounds):
-            for label, way in WAYS.items():
-                seconds[label].append(convert(way, folders[label]))
-                print(f"round {round_ + 1}: {label}: {seconds[label][-1]:.1f} s", file=sys.stderr)
-        identical = same_files(*folders.values())
-    print("| conversion | seconds (each round) | median s |")
-    print("|---|---|---:|")
-    for label, times in seconds.items():
-        rounds = ", ".join(f"{value:.1f}" for value in times)
-        print(f"| {label} | {rounds} | {statistics.median(times):.1f} |")
-    shipped, once = (statistics.median(times) for times in seconds.values())
+    ways = {label: functools.partial(convert, way) for label, way in WAYS.items()}
+    seconds, identical = alternate(ways, args.rounds, "gguf-convert-")
+    shipped, once = print_medians("conversion", seconds)
     ratio = once / shipped
     print(f"\nparsed once / as shipped = {ratio:.2f}x the time; files identical: {identical}")
     return 0 if identical else 1

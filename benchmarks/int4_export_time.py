@@ -12,14 +12,13 @@ two folders is identical.
 from __future__ import annotations
 
 import argparse
-import statistics
+import functools
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from same_files import same_files
+from side_by_side import alternate, print_medians
 
 from slmops.export.genai_builder import BUILDER_MODULE, SHIPPED_BUILDER_MODULE, builder_command
 from slmops.export.targets import TARGETS
@@ -47,20 +46,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=1)
     args = parser.parse_args()
     model = resolve("smollm2-135m-instruct").path
-    seconds: dict[str, list[float]] = {label: [] for label in BUILDS}
-    with tempfile.TemporaryDirectory(prefix="int4-export-") as scratch:
-        folders = {label: Path(scratch) / f"build-{index}" for index, label in enumerate(BUILDS)}
-        for round_ in range(args.rounds):
-            for label, module in BUILDS.items():
-                seconds[label].append(build(module, model, folders[label]))
-                print(f"round {round_ + 1}: {label}: {seconds[label][-1]:.1f} s", file=sys.stderr)
-        identical = same_files(*folders.values())
-    print("| build | seconds (each round) | median s |")
-    print("|---|---|---:|")
-    for label, times in seconds.items():
-        rounds = ", ".join(f"{value:.1f}" for value in times)
-        print(f"| {label} | {rounds} | {statistics.median(times):.1f} |")
-    shipped, slmops = (statistics.median(times) for times in seconds.values())
+    ways = {label: functools.partial(build, module, model) for label, module in BUILDS.items()}
+    seconds, identical = alternate(ways, args.rounds, "int4-export-")
+    shipped, slmops = print_medians("build", seconds)
     print(f"\nslmops / as shipped = {slmops / shipped:.2f}x the time; files identical: {identical}")
     return 0 if identical else 1
 
