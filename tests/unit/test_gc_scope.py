@@ -54,11 +54,17 @@ def test_what_the_block_leaves_behind_is_freed_when_it_ends():
 
 
 def test_nested_blocks_freeze_and_unfreeze_once():
+    # Frozen objects can still be freed (by refcount, here or in another thread of the test
+    # worker), so the frozen count may only fall while a block is open: an inner block that
+    # froze again would add the thousand lists made after the outer block began.
     with collect_only_new():
+        made_after_the_outer_freeze = [[] for _ in range(1000)]
         frozen = gc.get_freeze_count()
         with collect_only_new():
-            assert gc.get_freeze_count() == frozen
-        assert gc.get_freeze_count() == frozen  # the inner end leaves the outer block frozen
+            assert gc.get_freeze_count() <= frozen
+        assert gc.get_freeze_count() > frozen // 2  # the inner end leaves the outer block frozen
+        assert gc.get_freeze_count() <= frozen
+        del made_after_the_outer_freeze
     assert gc.get_freeze_count() == 0
 
 
