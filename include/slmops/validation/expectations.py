@@ -95,7 +95,7 @@ def build_checks(
             f"string_type[{column}]",
             "all",
             expect.ExpectColumnValuesToBeOfType(column=column, type_="str"),
-            _rows_phrase("hold a non-string value"),
+            _type_phrase(_rows_phrase("hold a non-string value")),
             column,
         )
     for column in [c for c in present if c in text_columns]:
@@ -233,6 +233,21 @@ def _rows_phrase(what: str, *, allowed: float = 0.0) -> Callable[[dict], str]:
         total = result.get("element_count") or 0
         share = f" ({count / total:.1%}, allowed {allowed:.1%})" if allowed and total else ""
         return f"{count} of {total} rows {what}{share}"
+
+    return describe
+
+
+def _type_phrase(per_row: Callable[[dict], str]) -> Callable[[dict], str]:
+    """GX checks a column of one pandas dtype as a whole (its observed value is the dtype,
+    with no row counts) and a mixed (object) column row by row."""
+
+    def describe(result: dict) -> str:
+        if "unexpected_count" in result:
+            return per_row(result)
+        dtype = result.get("observed_value")
+        if result["success"]:
+            return f"every value is text (column type {dtype})"
+        return f"every value is of type {dtype}, not text: quote the values in the file"
 
     return describe
 

@@ -95,6 +95,22 @@ def test_blank_and_non_string_values(tmp_path, tiny_tokenizer, clean):
     typed = check(report, "string_type[phrase]")
     assert not typed.passed and typed.rows[0]["value"] == 12345
     assert typed.rows[0]["split"] == "eval"
+    assert typed.explanation == "1 of 72 rows hold a non-string value"
+
+
+def test_a_column_of_numbers_is_named_by_its_type(tmp_path, tiny_tokenizer, clean):
+    # A column of one pandas dtype is checked as a whole: no row counts to report.
+    report = run(tmp_path, tiny_tokenizer, *clean)
+    explanation = check(report, "string_type[phrase]").explanation
+    assert explanation == "every value is text (column type str)"
+    train, evaluation = clean
+    for number, row in enumerate(train + evaluation):
+        row["phrase"] = number
+    typed = check(run(tmp_path, tiny_tokenizer, train, evaluation), "string_type[phrase]")
+    assert not typed.passed
+    assert typed.explanation == (
+        "every value is of type int64, not text: quote the values in the file"
+    )
 
 
 def test_unknown_labels_and_missing_labels(tmp_path, tiny_tokenizer, clean):
