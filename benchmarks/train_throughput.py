@@ -21,8 +21,11 @@ Variants per shape:
   the LM head at every position);
 - slmops, glibc's allocator defaults: the default with SLMOPS_KEEP_FREED_MEMORY=0 (as Olive
   and the two rows above run), to show what keeping freed memory between steps is worth;
+- slmops, torch's dropout: the default with SLMOPS_FAST_DROPOUT=0 (as Olive and the first
+  two rows run), to show what drawing LoRA dropout masks four per random word is worth;
 - slmops: the default (logits only where the next token is a target; glibc keeps the
-  memory a step frees for the next, slmops.training.allocator);
+  memory a step frees for the next, slmops.training.allocator; LoRA dropout masks drawn
+  four per random word, slmops.training.dropout);
 - slmops bf16: the default with ``--mixed_precision bf16`` (autocast; on CPUs with AMX or
   AVX512-BF16 the matmuls run in bfloat16). Not the same arithmetic as the others: given
   for the record, outside the targets.
@@ -74,18 +77,27 @@ OLIVE = "olive-shaped (pad to max_seq_len, grad. checkpointing, all logits)"
 BEFORE = "slmops, logits everywhere (before)"
 SLMOPS = "slmops"
 GLIBC = "slmops, glibc's allocator defaults"
+TORCH_DROPOUT = "slmops, torch's dropout"
 BF16 = "slmops bf16 (--mixed_precision bf16, for the record)"
 VARIANTS = {
     OLIVE: [*LORA, "--padding", "max_length", "--gradient_checkpointing", "--logits", "all"],
     BEFORE: [*LORA, "--logits", "all"],
     GLIBC: LORA,
+    TORCH_DROPOUT: LORA,
     SLMOPS: LORA,
     BF16: [*LORA, "--mixed_precision", "bf16"],
 }
-# Olive, and slmops before this work, train with glibc's allocator defaults;
-# slmops.training.allocator keeps freed memory for the next step (GLIBC isolates it).
+# Olive, and slmops before this work, train with glibc's allocator defaults and torch's
+# dropout; slmops.training.allocator keeps freed memory for the next step (GLIBC isolates
+# it) and slmops.training.dropout draws the masks (TORCH_DROPOUT isolates that).
 DEFAULT_ALLOCATOR = {"SLMOPS_KEEP_FREED_MEMORY": "0"}
-VARIANT_ENV = {OLIVE: DEFAULT_ALLOCATOR, BEFORE: DEFAULT_ALLOCATOR, GLIBC: DEFAULT_ALLOCATOR}
+DROPOUT_OFF = {"SLMOPS_FAST_DROPOUT": "0"}
+VARIANT_ENV = {
+    OLIVE: {**DEFAULT_ALLOCATOR, **DROPOUT_OFF},
+    BEFORE: {**DEFAULT_ALLOCATOR, **DROPOUT_OFF},
+    GLIBC: DEFAULT_ALLOCATOR,
+    TORCH_DROPOUT: DROPOUT_OFF,
+}
 # Only on the tone data: the adapter methods against LoRA (weights in memory).
 METHODS = {
     "qlora (nf4, double quant)": ["--method", "qlora"],
@@ -237,6 +249,13 @@ def main() -> int:
             f"{now['samples_per_second'] / glibc['samples_per_second']:.2f}x, peak RSS "
             f"{now['peak_memory_mb']['rss'] / glibc['peak_memory_mb']['rss']:.2f}x "
             "of glibc's defaults"
+        )
+        torch_dropout = rows[shape, TORCH_DROPOUT]
+        print(
+            f"{shape}: dropout masks 4 per random word: samples/s "
+            f"{now['samples_per_second'] / torch_dropout['samples_per_second']:.2f}x, peak RSS "
+            f"{now['peak_memory_mb']['rss'] / torch_dropout['peak_memory_mb']['rss']:.2f}x "
+            "of torch's dropout"
         )
         bf16 = rows[shape, BF16]["samples_per_second"]
         print(

@@ -168,6 +168,11 @@ def _train(
     if config.method in ADAPTER_METHODS:
         model, targets = attach_adapter(model, config)
         log(f"adapter on {', '.join(targets)}")
+        if placement.device == "cpu":
+            from slmops.training.dropout import use_lane_dropout
+
+            if swapped := use_lane_dropout(model):
+                log(f"LoRA dropout {config.lora_dropout}: {swapped} masks, 4 per random word")
     trainable, total = parameter_counts(model)
     log(f"trainable parameters: {trainable:,} of {total:,} ({100 * trainable / total:.2f}%)")
 
