@@ -1,5 +1,6 @@
 """Config primitives every typed settings model shares: YAML files read into pydantic
-models, validation errors that name the flag or the field, comma-separated lists.
+models, validation errors that name the flag or the field, comma-separated lists, and the
+on-by-default switches read from the environment.
 
 The models themselves live with their concern (data.config, validation.suites,
 training.config, evaluation.config, export.config, pipeline.params).
@@ -7,6 +8,7 @@ training.config, evaluation.config, export.config, pipeline.params).
 
 from __future__ import annotations
 
+import os
 import types
 import typing
 from pathlib import Path
@@ -50,6 +52,12 @@ def split_commas(value: Any) -> Any:
         value = [str(item).strip() for item in value if str(item).strip()]
         return value or None
     return value
+
+
+def switched_off(env: str) -> bool:
+    """Whether the on-by-default behaviour named by environment variable ``env`` is turned
+    off (``0``, ``false``, ``no`` or ``off``; unset or anything else leaves it on)."""
+    return os.environ.get(env, "1").strip().lower() in {"0", "false", "no", "off"}
 
 
 def describe_validation_error(

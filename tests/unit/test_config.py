@@ -2,7 +2,7 @@
 
 import pytest
 
-from slmops.config import load_yaml_model
+from slmops.config import load_yaml_model, switched_off
 from slmops.errors import ConfigError
 from slmops.validation.suites import SuiteConfig
 
@@ -26,3 +26,14 @@ def test_yaml_that_is_not_a_mapping_or_not_yaml(tmp_path):
     path.write_text("name: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_yaml_model(path, SuiteConfig)
+
+
+@pytest.mark.parametrize(
+    ("value", "off"),
+    [("0", True), (" Off ", True), ("no", True), ("1", False), ("yes", False), ("", False)],
+)
+def test_an_environment_switch_is_on_unless_turned_off(monkeypatch, value, off):
+    monkeypatch.delenv("SLMOPS_TEST_SWITCH", raising=False)
+    assert switched_off("SLMOPS_TEST_SWITCH") is False
+    monkeypatch.setenv("SLMOPS_TEST_SWITCH", value)
+    assert switched_off("SLMOPS_TEST_SWITCH") is off

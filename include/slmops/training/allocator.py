@@ -19,8 +19,9 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
-import os
 from collections.abc import Iterator
+
+from slmops.config import switched_off
 
 ENV = "SLMOPS_KEEP_FREED_MEMORY"
 
@@ -46,7 +47,7 @@ _AFTER = {
 
 
 def _glibc():
-    if os.environ.get(ENV, "1").strip().lower() in {"0", "false", "no", "off"}:
+    if switched_off(ENV):
         return None
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")

@@ -20,9 +20,9 @@ keeps torch's dropout on CPU too.
 
 from __future__ import annotations
 
-import os
-
 import torch
+
+from slmops.config import switched_off
 
 ENV = "SLMOPS_FAST_DROPOUT"
 _LANES = 1 << 16
@@ -70,14 +70,10 @@ class LaneDropout(torch.nn.Module):
         return f"p={self.p}"
 
 
-def enabled() -> bool:
-    return os.environ.get(ENV, "1").strip().lower() not in {"0", "false", "no", "off"}
-
-
 def use_lane_dropout(model) -> int:
     """Swap the ``torch.nn.Dropout`` before each adapter of a peft model on CPU for a
     ``LaneDropout`` of the same p; the number swapped (0 when SLMOPS_FAST_DROPOUT=0)."""
-    if not enabled():
+    if switched_off(ENV):
         return 0
     swapped = 0
     for module in model.modules():
