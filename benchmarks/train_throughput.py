@@ -23,9 +23,13 @@ Variants per shape:
   and the two rows above run), to show what keeping freed memory between steps is worth;
 - slmops, torch's dropout: the default with SLMOPS_FAST_DROPOUT=0 (as Olive and the first
   two rows run), to show what drawing LoRA dropout masks four per random word is worth;
+- slmops, peft's LoRA forward: the default with SLMOPS_FUSED_LORA=0 (as Olive and the first
+  two rows run), to show what the fused LoRA projection and the faster frozen-weight GEMM
+  (slmops.training.fused_lora, slmops.training.cpu_gemm) are worth;
 - slmops: the default (logits only where the next token is a target; glibc keeps the
   memory a step frees for the next, slmops.training.allocator; LoRA dropout masks drawn
-  four per random word, slmops.training.dropout);
+  four per random word, slmops.training.dropout; each LoRA projection in one autograd
+  function, slmops.training.fused_lora);
 - slmops bf16: the default with ``--mixed_precision bf16`` (autocast; on CPUs with AMX or
   AVX512-BF16 the matmuls run in bfloat16). Not the same arithmetic as the others: given
   for the record, outside the targets.
@@ -78,26 +82,37 @@ BEFORE = "slmops, logits everywhere (before)"
 SLMOPS = "slmops"
 GLIBC = "slmops, glibc's allocator defaults"
 TORCH_DROPOUT = "slmops, torch's dropout"
+PEFT_FORWARD = "slmops, peft's LoRA forward"
 BF16 = "slmops bf16 (--mixed_precision bf16, for the record)"
 VARIANTS = {
     OLIVE: [*LORA, "--padding", "max_length", "--gradient_checkpointing", "--logits", "all"],
     BEFORE: [*LORA, "--logits", "all"],
     GLIBC: LORA,
     TORCH_DROPOUT: LORA,
+    PEFT_FORWARD: LORA,
     SLMOPS: LORA,
     BF16: [*LORA, "--mixed_precision", "bf16"],
 }
-# Olive, and slmops before this work, train with glibc's allocator defaults and torch's
-# dropout; slmops.training.allocator keeps freed memory for the next step (GLIBC isolates
-# it) and slmops.training.dropout draws the masks (TORCH_DROPOUT isolates that).
+# Olive, and slmops before this work, train with glibc's allocator defaults, torch's
+# dropout and peft's LoRA forward; slmops.training.allocator keeps freed memory for the
+# next step (GLIBC isolates it), slmops.training.dropout draws the masks (TORCH_DROPOUT
+# isolates that) and slmops.training.fused_lora fuses each projection (PEFT_FORWARD).
 DEFAULT_ALLOCATOR = {"SLMOPS_KEEP_FREED_MEMORY": "0"}
 DROPOUT_OFF = {"SLMOPS_FAST_DROPOUT": "0"}
+FUSED_OFF = {"SLMOPS_FUSED_LORA": "0"}
 VARIANT_ENV = {
-    OLIVE: {**DEFAULT_ALLOCATOR, **DROPOUT_OFF},
-    BEFORE: {**DEFAULT_ALLOCATOR, **DROPOUT_OFF},
+    OLIVE: {**DEFAULT_ALLOCATOR, **DROPOUT_OFF, **FUSED_OFF},
+    BEFORE: {**DEFAULT_ALLOCATOR, **DROPOUT_OFF, **FUSED_OFF},
     GLIBC: DEFAULT_ALLOCATOR,
     TORCH_DROPOUT: DROPOUT_OFF,
+    PEFT_FORWARD: FUSED_OFF,
 }
+# What each default-on change is worth: slmops against the run with that one change off.
+ISOLATED = [
+    ("kept freed memory", GLIBC, "glibc's defaults"),
+    ("dropout masks 4 per random word", TORCH_DROPOUT, "torch's dropout"),
+    ("fused LoRA projections", PEFT_FORWARD, "peft's LoRA forward"),
+]
 # Only on the tone data: the adapter methods against LoRA (weights in memory).
 METHODS = {
     "qlora (nf4, double quant)": ["--method", "qlora"],
@@ -243,20 +258,14 @@ def main() -> int:
         print(f"{shape}: slmops samples/s / Olive-shaped = {speedup:.2f}x (target >= 3x)")
         print(f"{shape}: slmops samples/s / before the change = {change:.2f}x")
         print(f"{shape}: slmops peak RSS / before the change = {memory:.2f}x (target <= 1.10x)")
-        glibc = rows[shape, GLIBC]
-        print(
-            f"{shape}: kept freed memory: samples/s "
-            f"{now['samples_per_second'] / glibc['samples_per_second']:.2f}x, peak RSS "
-            f"{now['peak_memory_mb']['rss'] / glibc['peak_memory_mb']['rss']:.2f}x "
-            "of glibc's defaults"
-        )
-        torch_dropout = rows[shape, TORCH_DROPOUT]
-        print(
-            f"{shape}: dropout masks 4 per random word: samples/s "
-            f"{now['samples_per_second'] / torch_dropout['samples_per_second']:.2f}x, peak RSS "
-            f"{now['peak_memory_mb']['rss'] / torch_dropout['peak_memory_mb']['rss']:.2f}x "
-            "of torch's dropout"
-        )
+        for what, name, against in ISOLATED:
+            other = rows[shape, name]
+            print(
+                f"{shape}: {what}: samples/s "
+                f"{now['samples_per_second'] / other['samples_per_second']:.2f}x, peak RSS "
+                f"{now['peak_memory_mb']['rss'] / other['peak_memory_mb']['rss']:.2f}x "
+                f"of {against}"
+            )
         bf16 = rows[shape, BF16]["samples_per_second"]
         print(
             f"{shape}: slmops bf16 samples/s / slmops = {bf16 / now['samples_per_second']:.2f}x, "

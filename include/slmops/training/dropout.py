@@ -85,3 +85,22 @@ def use_lane_dropout(model) -> int:
                 dropouts[adapter] = LaneDropout(dropout.p)
                 swapped += 1
     return swapped
+
+
+def keep_mask_for(dropout: torch.nn.Module, shape: torch.Size):
+    """The mask and scale ``dropout`` would apply to an input of ``shape``, for code that
+    applies them itself: ``(keep, scale)``, ``(None, 1.0)`` when it would leave the input as
+    it is, None for a module this does not know. A torch Dropout's mask is drawn as torch
+    draws it (``bernoulli_(1 - p)`` on the default generator), so the stream is the same."""
+    if isinstance(dropout, torch.nn.Identity):
+        return None, 1.0
+    if isinstance(dropout, LaneDropout):
+        if not dropout.training or dropout.dropped_lanes == 0:
+            return None, 1.0
+        return dropout.keep_mask(shape), dropout.scale
+    if type(dropout) is torch.nn.Dropout and dropout.p < 1:
+        if not dropout.training or dropout.p == 0:
+            return None, 1.0
+        keep = torch.empty(shape).bernoulli_(1 - dropout.p).bool()
+        return keep, 1 / (1 - dropout.p)
+    return None

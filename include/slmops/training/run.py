@@ -173,6 +173,8 @@ def _train(
 
             if swapped := use_lane_dropout(model):
                 log(f"LoRA dropout {config.lora_dropout}: {swapped} masks, 4 per random word")
+            if placement.weights_dtype == "float32" and not placement.mixed_precision:
+                _fuse_lora_projections(model, log)
     trainable, total = parameter_counts(model)
     log(f"trainable parameters: {trainable:,} of {total:,} ({100 * trainable / total:.2f}%)")
 
@@ -259,6 +261,15 @@ def _train(
         f"{metrics['tokens_per_second']:,.0f} tok/s -> {config.training_dir}"
     )
     return TrainingResult(config.training_dir, adapter_path, merged_path, metrics)
+
+
+def _fuse_lora_projections(model, log: Log) -> None:
+    from slmops.training.fused_lora import use_fused_lora
+
+    fused, gemm = use_fused_lora(model)
+    if fused:
+        timed = f" (oneDNN timed at {gemm.onednn_over_mkl}x MKL)" if gemm.onednn_over_mkl else ""
+        log(f"LoRA projections fused: {fused}; frozen weights' GEMM: {gemm.backend}{timed}")
 
 
 def _encode(config: FinetuneConfig, tokenizer, data: PreparedData, log: Log):
