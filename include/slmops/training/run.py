@@ -165,6 +165,7 @@ def _train(
     model = load_base(resolved, config, placement)
     base_memory = model.get_memory_footprint()
     targets: list[str] = []
+    cpu_kernels: dict = {}
     if config.method in ADAPTER_METHODS:
         model, targets = attach_adapter(model, config)
         log(f"adapter on {', '.join(targets)}")
@@ -174,7 +175,7 @@ def _train(
             if swapped := use_lane_dropout(model):
                 log(f"LoRA dropout {config.lora_dropout}: {swapped} masks, 4 per random word")
             if placement.weights_dtype == "float32" and not placement.mixed_precision:
-                _fuse_lora_projections(model, log)
+                cpu_kernels = _fuse_lora_projections(model, log)
     trainable, total = parameter_counts(model)
     log(f"trainable parameters: {trainable:,} of {total:,} ({100 * trainable / total:.2f}%)")
 
@@ -222,6 +223,7 @@ def _train(
         "task_name": config.task_name,
         "target_modules": targets,
         "placement": placement.__dict__,
+        "cpu_kernels": cpu_kernels,
         **loss_history(state.log_history),
         "global_step": state.global_step,
         "max_steps": state.max_steps,
@@ -263,13 +265,20 @@ def _train(
     return TrainingResult(config.training_dir, adapter_path, merged_path, metrics)
 
 
-def _fuse_lora_projections(model, log: Log) -> None:
+def _fuse_lora_projections(model, log: Log) -> dict:
+    """Fuse the LoRA projections; what was chosen, for the run's metrics."""
     from slmops.training.fused_lora import use_fused_lora
 
     fused, gemm = use_fused_lora(model)
-    if fused:
-        timed = f" (oneDNN timed at {gemm.onednn_over_mkl}x MKL)" if gemm.onednn_over_mkl else ""
-        log(f"LoRA projections fused: {fused}; frozen weights' GEMM: {gemm.backend}{timed}")
+    if not fused:
+        return {"fused_lora_projections": 0}
+    timed = f" (oneDNN timed at {gemm.onednn_over_mkl}x MKL)" if gemm.onednn_over_mkl else ""
+    log(f"LoRA projections fused: {fused}; frozen weights' GEMM: {gemm.backend}{timed}")
+    return {
+        "fused_lora_projections": fused,
+        "frozen_weight_gemm": gemm.backend,
+        "onednn_over_mkl": gemm.onednn_over_mkl,
+    }
 
 
 def _encode(config: FinetuneConfig, tokenizer, data: PreparedData, log: Log):

@@ -44,6 +44,9 @@ def test_lora_run_writes_adapter_merged_model_and_metrics(finetune_config):
     assert metrics["tokens_per_second"] > 0 and metrics["train_tokens"] > 0
     assert metrics["peak_memory_mb"]["rss"] > 0
     assert metrics["config"]["lora_r"] == 16
+    kernels = metrics["cpu_kernels"]  # every projection of the 2 layers, one GEMM library
+    assert kernels["fused_lora_projections"] == 14
+    assert kernels["frozen_weight_gemm"] in ("mkl", "onednn")
     tokenizer = load_tokenizer(str(config.model_name_or_path))
     assert metrics["dataset"]["fingerprint"] == prepare(config, tokenizer).fingerprint
     assert metrics["dataset"]["train_examples"] == 108
@@ -66,6 +69,8 @@ def test_qlora_trains_on_a_4bit_base_and_merges_into_float32(finetune_config, tm
     )
     assert qlora.metrics["model_memory_mb"] < 0.7 * lora.metrics["model_memory_mb"]
     assert qlora.metrics["placement"]["compute_dtype"] == "float32"
+    # a 4-bit base is not a plain float32 Linear: peft's forward
+    assert qlora.metrics["cpu_kernels"].get("fused_lora_projections", 0) == 0
     assert load_causal_lm(str(qlora.merged_path)).dtype == torch.float32
     config = json.loads((qlora.adapter_path / "adapter_config.json").read_text())
     assert config["peft_type"] == "LORA" and config["r"] == 16
