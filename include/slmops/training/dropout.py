@@ -61,10 +61,16 @@ class LaneDropout(torch.nn.Module):
         lanes = words.view(torch.int16)[:count].view(shape)
         return lanes >= _INT16_MIN + self.dropped_lanes
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def mask_and_scale(self, shape: torch.Size) -> tuple[torch.Tensor | None, float]:
+        """The mask and scale for an input of ``shape``; ``(None, 1.0)`` where this layer
+        leaves its input as it is (eval mode, p = 0)."""
         if not self.training or self.dropped_lanes == 0:
-            return x
-        return _KeepAndScale.apply(x, self.keep_mask(x.shape), self.scale)
+            return None, 1.0
+        return self.keep_mask(shape), self.scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        keep, scale = self.mask_and_scale(x.shape)
+        return x if keep is None else _KeepAndScale.apply(x, keep, scale)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
@@ -95,9 +101,7 @@ def keep_mask_for(dropout: torch.nn.Module, shape: torch.Size):
     if isinstance(dropout, torch.nn.Identity):
         return None, 1.0
     if isinstance(dropout, LaneDropout):
-        if not dropout.training or dropout.dropped_lanes == 0:
-            return None, 1.0
-        return dropout.keep_mask(shape), dropout.scale
+        return dropout.mask_and_scale(shape)
     if type(dropout) is torch.nn.Dropout and dropout.p < 1:
         if not dropout.training or dropout.p == 0:
             return None, 1.0
