@@ -96,7 +96,9 @@ def _timed_choice(in_features: int, out_features: int) -> Gemm:
 
 
 def _best_seconds(gemm: Gemm, x, weight, grad) -> float:
-    """The best of a few forward + input-gradient products (the first call warms up)."""
+    """The best of a few forward + input-gradient products, after one of each to warm up
+    (oneDNN creates its kernels on a shape's first call)."""
+    gemm.linear(x, weight, None)
     gemm.grad_input(grad, weight)
     best = float("inf")
     for _ in range(_PROBE_ROUNDS):
