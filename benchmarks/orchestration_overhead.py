@@ -68,15 +68,19 @@ def local_run(root: Path, params: dict) -> float:
     return _timed(argv, _env(root), root / "local.log")
 
 
-def dags_test(root: Path, params: dict) -> float:
+def dags_test(root: Path, params: dict, tree: Path = REPO) -> float:
+    """``airflow dags test slm_finetune``; ``tree``: the checkout whose dags/, plugins/ and
+    include/ run (another commit's worktree, for a before/after ratio)."""
     home = root / "airflow"
+    extra = {} if tree == REPO else {"PYTHONPATH": f"{tree / 'plugins'}:{tree / 'include'}"}
     env = _env(
         root,
         AIRFLOW_HOME=str(home),
         AIRFLOW__CORE__LOAD_EXAMPLES="False",
-        AIRFLOW__CORE__DAGS_FOLDER=str(REPO / "dags"),
-        AIRFLOW__CORE__PLUGINS_FOLDER=str(REPO / "plugins"),
+        AIRFLOW__CORE__DAGS_FOLDER=str(tree / "dags"),
+        AIRFLOW__CORE__PLUGINS_FOLDER=str(tree / "plugins"),
         SLMOPS_ARTIFACTS_ROOT=str(root / "dags-test"),
+        **extra,
     )
     _timed([AIRFLOW, "db", "migrate"], env, root / "migrate.log")  # not counted
     argv = [AIRFLOW, "dags", "test", "slm_finetune", "--conf", json.dumps(params)]

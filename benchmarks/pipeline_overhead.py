@@ -23,6 +23,10 @@ stages, all measured in one run, one thing after the other.
     python benchmarks/pipeline_overhead.py [--rounds 3] [--pipeline_rounds 2]
         [--run_path RUN/finetune --target cpu-int4] [--pipeline smollm2 --rounds 0]
 
+``--before DIR`` (a checkout of an earlier commit: ``git worktree add DIR REF``) also runs
+``airflow dags test`` on that checkout's dags/, plugins/ and include/ in each round, and
+prints the change's ratio: after / before.
+
 ``--pipeline smollm2`` times the smallest real pipeline instead of the tiny one: the
 bundled SmolLM2-135M, LoRA, 30 steps on the same 96 tone rows, the default cpu-int4 target
 with parity (``SMOLLM2``); the tiny pipeline is mostly fixed costs (Airflow's start, the
@@ -214,12 +218,14 @@ def main() -> None:
     parser.add_argument("--run_path", type=Path, help="also: parity on this training folder")
     parser.add_argument("--target", default="cpu-int4", help="--run_path's ONNX target")
     parser.add_argument("--pipeline", choices=("tiny", "smollm2"), default="tiny")
+    parser.add_argument("--before", type=Path, help="an earlier checkout: its dags test too")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="slmops-pipeline-", dir="/tmp"))
     try:
         params = tiny_pipeline_params("overhead", **(SMOLLM2 if args.pipeline == "smollm2" else {}))
         ways = [
-            _both_ways(root / f"round-{index}", params) for index in range(args.pipeline_rounds)
+            _both_ways(root / f"round-{index}", params, args.before, before_first=index % 2 == 1)
+            for index in range(args.pipeline_rounds)
         ]
         [run_path] = (root / "round-0" / "local" / "runs").glob("*/*/finetune")
         rows = _waste(root, run_path, params, args.rounds) if args.rounds else []
@@ -230,19 +236,34 @@ def main() -> None:
     _print(ways, rows, args.rounds)
 
 
-def _both_ways(root: Path, params: dict) -> dict:
-    """One ``slmops run`` and one ``airflow dags test``, each in a folder of its own."""
+def _both_ways(
+    root: Path, params: dict, before: Path | None = None, before_first: bool = False
+) -> dict:
+    """One ``slmops run`` and one ``airflow dags test``, each in a folder of its own (and
+    one ``airflow dags test`` of ``before``)."""
     tiny_pipeline_data(root / "data")
+    if before:
+        shutil.copytree(root / "data", root / "before" / "data")
+    earlier = _before(root, params, before) if before and before_first else {}
     local = local_run(root, params)
     test = dags_test(root, params)
     theirs, dag_run = dag_stages(root, params["targets"])
-    return {
+    ways = {
         "local": local,
         "test": test,
         "dag_run": dag_run,
         "ours": local_stages(root / "local.log"),
         "theirs": theirs,
     }
+    if before:  # alternating rounds: before first in odd rounds, after first in even ones
+        ways.update(earlier or _before(root, params, before))
+    return ways
+
+
+def _before(root: Path, params: dict, before: Path) -> dict:
+    seconds = dags_test(root / "before", params, tree=before.resolve())
+    stages, dag_run = dag_stages(root / "before", params["targets"])
+    return {"before": seconds, "before_stages": stages, "before_dag_run": dag_run}
 
 
 def _given_run(root: Path, run_path: Path, target: str, rounds: int) -> list[tuple]:
@@ -297,6 +318,8 @@ def _print(ways: list[dict], rows: list[tuple], rounds: int) -> None:
         ("  its DAG run, start -> end", _median(ways, "dag_run")),
     ):
         print(f"{name:<44} {seconds:8.1f} {seconds / local:13.2f}")
+    if "before" in ways[0]:
+        _print_change(ways)
     ours, theirs = _stage_medians(ways, "ours"), _stage_medians(ways, "theirs")
     print(f"\n{'stage':<24} {'slmops run s':>13} {'dags test s':>12} {'ratio':>7}")
     for name in dict.fromkeys([*ours, *theirs]):
@@ -312,6 +335,21 @@ def _print(ways: list[dict], rows: list[tuple], rounds: int) -> None:
     for name, before, after, key in rows:
         old, new = _median(before, key), _median(after, key)
         print(f"{name:<44} {old:9.2f} {new:8.2f} {new / old:13.2f}")
+
+
+def _print_change(ways: list[dict]) -> None:
+    """``airflow dags test`` of the earlier checkout against this one, stage by stage."""
+    print(f"\n{'dags test, this change':<44} {'before s':>9} {'after s':>8} {'after/before':>13}")
+    for name, old, new in (
+        ("wall", _median(ways, "before"), _median(ways, "test")),
+        ("its DAG run, start -> end", _median(ways, "before_dag_run"), _median(ways, "dag_run")),
+    ):
+        print(f"{name:<44} {old:9.1f} {new:8.1f} {new / old:13.2f}")
+    old_stages, new_stages = _stage_medians(ways, "before_stages"), _stage_medians(ways, "theirs")
+    for name, old in old_stages.items():
+        new = new_stages.get(name)
+        if new is not None and old >= 0.5:
+            print(f"  {name:<42} {old:9.1f} {new:8.1f} {new / old:13.2f}")
 
 
 if __name__ == "__main__":

@@ -28,7 +28,22 @@ def failing_clearly() -> Iterator[None]:
         raise AirflowFailException(str(exc)) from exc
 
 
-class StageOperator(BaseOperator):
+class OneTaskProcess:
+    """For operators that import torch, transformers or Great Expectations and load models:
+    before ``execute``, Python's collector is set for a process that runs one job and exits
+    (``slmops.gc_scope.collect_less_often``), as the ``slmops`` command is. Airflow runs
+    each task in a process of its own (the supervisor's child on LocalExecutor and Celery
+    workers), and ``airflow dags test`` runs one DAG and exits; at the default threshold
+    the task's imports and model loading trigger thousands of collections."""
+
+    def pre_execute(self, context: Any) -> None:
+        from slmops.gc_scope import collect_less_often
+
+        collect_less_often()
+        super().pre_execute(context)
+
+
+class StageOperator(OneTaskProcess, BaseOperator):
     """An operator whose settings are one templated dict, ``config`` (often an XCom).
 
     An XCom can be written through the REST API, so ``config`` is only a claim: the stage
@@ -59,5 +74,6 @@ class StageOperator(BaseOperator):
 
     def pre_execute(self, context: Any) -> None:
         """On queue ``gpu``: fail at once on a worker without CUDA (slmops_airflow.gpu_queue)."""
+        super().pre_execute(context)
         if self.queue == GPU_QUEUE:
             self.config = check_gpu_worker(self.task_id, self.config, self.log)

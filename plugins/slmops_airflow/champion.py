@@ -8,11 +8,11 @@ from typing import Any
 
 from airflow.sdk import BaseOperator
 
-from slmops_airflow._stage import failing_clearly
+from slmops_airflow._stage import OneTaskProcess, failing_clearly
 from slmops_airflow.timeouts import STAGE_TIMEOUTS
 
 
-class ChallengeChampionOperator(BaseOperator):
+class ChallengeChampionOperator(OneTaskProcess, BaseOperator):
     """Score this run's export (the challenger) and the published version (the champion)
     on the same eval rows, and write RUN_DIR/champion/decision.json (see
     ``slmops.pipeline.champion``). A "keep" decision makes the publish task skip, with

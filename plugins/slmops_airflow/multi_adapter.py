@@ -8,7 +8,7 @@ from typing import Any
 
 from airflow.sdk import BaseOperator
 
-from slmops_airflow._stage import failing_clearly
+from slmops_airflow._stage import OneTaskProcess, failing_clearly
 from slmops_airflow.prepare import PlanningOperator
 from slmops_airflow.timeouts import STAGE_TIMEOUTS
 
@@ -27,7 +27,7 @@ class PlanAdaptersOperator(PlanningOperator):
         return plan
 
 
-class BuildMultiAdapterOperator(BaseOperator):
+class BuildMultiAdapterOperator(OneTaskProcess, BaseOperator):
     """Export the shared base with every trained adapter (one ``.onnx_adapter`` each) and
     score each adapter through it on its own eval rows. ``run_dir`` must be this run's
     folder."""
