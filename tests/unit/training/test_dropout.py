@@ -131,3 +131,19 @@ def test_switched_off_or_without_dropout_the_model_is_left_alone(tiny_model_dir,
     without = _lora_model(tiny_model_dir, 0.0)  # peft puts an Identity there
     assert use_lane_dropout(without) == 0
     assert _dropout_types(without) == {torch.nn.Identity}
+
+
+def test_a_mask_takes_one_draw_from_torchs_generator():
+    # the rest of the run's random stream (and a resumed run's) does not depend on mask sizes
+    torch.manual_seed(5)
+    LaneDropout(0.1).keep_mask(torch.Size([3, 1000]))
+    after_mask = torch.rand(4)
+    torch.manual_seed(5)
+    torch.randint(0, 2**63 - 1, (1,), dtype=torch.int64)
+    assert torch.equal(after_mask, torch.rand(4))
+
+
+def test_consecutive_masks_differ():
+    torch.manual_seed(6)
+    layer = LaneDropout(0.5)
+    assert not torch.equal(layer.keep_mask(torch.Size([4096])), layer.keep_mask(torch.Size([4096])))
