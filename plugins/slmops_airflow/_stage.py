@@ -73,7 +73,8 @@ class StageOperator(OneTaskProcess, BaseOperator):
             return this_run_dir(context)
 
     def pre_execute(self, context: Any) -> None:
-        """On queue ``gpu``: fail at once on a worker without CUDA (slmops_airflow.gpu_queue)."""
+        """Set the collector for a one-task process (OneTaskProcess); on queue ``gpu``: fail
+        at once on a worker without CUDA (slmops_airflow.gpu_queue)."""
         super().pre_execute(context)
         if self.queue == GPU_QUEUE:
             self.config = check_gpu_worker(self.task_id, self.config, self.log)

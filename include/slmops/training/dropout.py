@@ -20,6 +20,7 @@ torch's fused dropout is kept; SLMOPS_FAST_DROPOUT=0 keeps torch's dropout on CP
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from slmops.config import switched_off
@@ -34,8 +35,6 @@ def random_words(count: int) -> torch.Tensor:
     generator; the words come from numpy's SFC64 (a small, fast generator that passes
     BigCrush and PractRand) at about a third of the time torch's Mersenne Twister takes
     to draw them one 64-bit integer at a time on one thread."""
-    import numpy as np
-
     seed = int(torch.randint(0, 2**63 - 1, (1,), dtype=torch.int64))
     return torch.from_numpy(np.random.SFC64(seed).random_raw(count).view(np.int64))
 
