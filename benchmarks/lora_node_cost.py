@@ -12,7 +12,9 @@ best of 5 x 100 runs each:
 - initializers, float32: the same weights as constants (onnxruntime may prepack them);
 - nodes only: rank 1 and width 1, the same node count: what the nodes cost without bytes;
 - Gemm: ``Gemm(t, B, base)`` in place of MatMul + Add (one node less; 2-D only);
-- float16 weights (MatMul in float16: half the bytes).
+- float16 weights (MatMul in float16: half the bytes);
+
+then the float32 inputs again for adapters on fewer projections (all seven, q/k/v/o, q/v).
 
     python benchmarks/lora_node_cost.py [--threads 2]
 """
@@ -27,9 +29,17 @@ import numpy as np
 # (input width, packed rank, output width) of each application in a layer, rank 16 each
 SHAPES = [(576, 48, 960), (576, 16, 576), (576, 32, 3072), (1536, 16, 576)]
 LAYERS = 30
+# The same, by the projections an adapter is on (lora_fusion packs a group when any of its
+# projections carries LoRA: q and v give one q/k/v branch whose B has zeros where k is).
+SHAPES_BY_PROJECTIONS = {
+    "all seven (the demo's)": SHAPES,
+    "q, k, v, o": [(576, 48, 960), (576, 16, 576)],
+    "q, v (packed with k)": [(576, 32, 960)],
+    "q, v (one branch each)": [(576, 16, 576), (576, 16, 192)],
+}
 
 
-def build(way: str):
+def build(way: str, shapes=SHAPES):
     """(model, feeds, LoRA weight MB) for one way; the LoRA weights are inputs unless
     ``way`` says not."""
     from onnx import TensorProto, helper, numpy_helper
@@ -43,7 +53,7 @@ def build(way: str):
         inputs.append(helper.make_tensor_value_info(f"x{width}", elem, [1, width]))
         feeds[f"x{width}"] = rng.standard_normal((1, width)).astype(dtype)
     for layer in range(LAYERS):
-        for group, (k, rank, n) in enumerate(SHAPES):
+        for group, (k, rank, n) in enumerate(shapes):
             if way == "nodes only":
                 rank, n = 1, 1
             name = f"{layer}_{group}"
@@ -109,6 +119,15 @@ def main() -> None:
         print(
             f"{way:<24} {weight_mb:11.1f} {seconds * 1e3:9.3f} "
             f"{seconds * 1e6 / applications:17.2f} {seconds / now:6.2f}"
+        )
+    print("\nby the projections the adapter is on (inputs, float32)")
+    print(f"{'projections':<24} {'branches':>8} {'weights MB':>11} {'ms / run':>9} {'x now':>6}")
+    for label, shapes in SHAPES_BY_PROJECTIONS.items():
+        model, feeds, weight_mb = build("inputs, float32", shapes)
+        seconds = seconds_per_run(model, feeds, args.threads)
+        print(
+            f"{label:<24} {LAYERS * len(shapes):8d} {weight_mb:11.1f} {seconds * 1e3:9.3f} "
+            f"{seconds / now:6.2f}"
         )
 
 

@@ -280,3 +280,17 @@ def two_adapters(tmp_path_factory, peaked_model_dir):
     lora["label_field"] = None
     explain_run = _trained_run(tmp_path_factory, peaked_model_dir, "explain", explained, **lora)
     return {"label": label_run / "adapter", "explain": explain_run / "adapter"}
+
+
+@pytest.fixture(scope="session")
+def part_of_each_group_adapter(tmp_path_factory, peaked_model_dir):
+    """A LoRA adapter of the peaked model on q, v and up only: part of the q/k/v and the
+    gate/up groups."""
+    from slmops.testing import tone_rows
+
+    run = _trained_run(
+        tmp_path_factory, peaked_model_dir, "partial", tone_rows(48), max_steps=40,
+        eval_steps=40, logging_steps=20, learning_rate=2e-2, per_device_train_batch_size=8,
+        target_modules="q_proj,v_proj,up_proj",
+    )  # fmt: skip
+    return run / "adapter"

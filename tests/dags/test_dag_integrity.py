@@ -265,6 +265,9 @@ def test_the_multi_adapter_form_shares_the_demo_chat_columns(dagbag):
         "phrase_tones",
     )
     assert explain["template_kind"] == "template" and explain["suite"] == "default"
+    # served adapters pack into one LoRA branch a layer (slmops.export.lora_fusion)
+    assert params["target_modules"] == ["q_proj", "v_proj"]
+    assert dagbag.dags["slm_finetune"].params["target_modules"] is None  # every projection
 
 
 def test_config_driven_dags_take_their_defaults_from_the_yaml(dagbag):

@@ -6,20 +6,26 @@ with its own LoRA A MatMul, B MatMul and Add (the merged int4 model packs q/k/v 
 At decode time (one token) these small nodes cost about as much as the weights: per layer
 28 nodes instead of the merged model's 5. Packed, a group of projections is one
 MatMulNBits (weights concatenated along N), one MatMul by the concatenated A matrices, one
-by the block-diagonal B matrices and one Add; gate/up are split back after the Add. The
-rank of the packed LoRA inputs is symbolic as before (the sum of the group's ranks), and
-``fuse_adapter`` turns an adapter's weights into the packed layout.
+by the block-diagonal B matrices and one Add; gate/up are split back after the Add.
+
+A group packs when at least one of its projections carries LoRA: adapters on q and v only
+(PEFT's and Olive's default for Llama) give one q/k/v MatMulNBits and one LoRA branch
+whose B has zero columns where k is, the merged model's layout plus three nodes. The rank
+of the packed LoRA inputs is symbolic as before (the sum of the adapted projections'
+ranks). The packing is recorded in the model's metadata (``packed_layout``), and
+``fuse_adapter`` turns an adapter's weights into that layout.
 """
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Collection
 from pathlib import Path
 
 GROUPS = {"attn": ("q_proj", "k_proj", "v_proj"), "mlp": ("gate_proj", "up_proj")}
 PACKED = {"attn": "qkv_proj", "mlp": "gate_up_proj"}
 RANK_DIM = "lora_r"
+LAYOUT_KEY = "slmops.lora_packing"  # model metadata: the groups packed, as JSON
 
 
 def _lora_name(layer: str, kind: str, proj: str, side: str) -> str:
@@ -37,58 +43,96 @@ def fuse_lora_model(model_path: Path) -> int:
     return packed
 
 
-def fuse_adapter(weights: dict, packed_inputs: Collection[str]) -> dict:
+def packed_layout(model_path: Path) -> dict[str, dict]:
+    """What ``fuse_lora_graph`` packed in a saved model: ``model.layers.L.KIND.PACKED`` ->
+    ``{"projections": [[proj, width], ...], "adapted": [proj, ...]}`` ({} when nothing)."""
+    import onnx
+
+    model = onnx.load(str(model_path), load_external_data=False)
+    entry = next((p.value for p in model.metadata_props if p.key == LAYOUT_KEY), None)
+    return json.loads(entry) if entry else {}
+
+
+def fuse_adapter(weights: dict, layout: dict[str, dict]) -> dict:
     """An adapter's LoRA weights (name -> array, the builder's unpacked names) in the
-    layout of a base whose LoRA inputs are ``packed_inputs``: for each group the base
-    packed, A matrices side by side and B matrices block-diagonal. A group the adapter
-    lacks a part of stays as it is (``check_matches`` then names the difference)."""
+    packed ``layout`` of a base (``packed_layout``): for each group, the adapted
+    projections' A matrices side by side and their B matrices block-diagonal, with zero
+    columns where a projection of the group has no adapter. A group the adapter does not
+    match (other projections, other widths) stays as it is, and ``check_matches`` then
+    names the difference."""
     import numpy as np
 
     fused = dict(weights)
-    for layer, kind, projs in _groups_present(weights):
-        if _lora_name(layer, kind, PACKED[kind], "A") not in packed_inputs:
+    for group, entry in layout.items():
+        layer, kind = re.fullmatch(r"model\.layers\.(\d+)\.(\w+)\.\w+", group).groups()
+        widths = dict(entry["projections"])
+        adapted = entry["adapted"]
+        names = [_lora_name(layer, kind, p, side) for p in adapted for side in "AB"]
+        if not all(name in fused for name in names) or any(
+            fused[_lora_name(layer, kind, p, "B")].shape[1] != widths[p] for p in adapted
+        ):
             continue
-        a = [fused.pop(_lora_name(layer, kind, p, "A")) for p in projs]
-        b = [fused.pop(_lora_name(layer, kind, p, "B")) for p in projs]
-        block = np.zeros((sum(x.shape[0] for x in b), sum(x.shape[1] for x in b)), b[0].dtype)
+        a = [fused.pop(_lora_name(layer, kind, p, "A")) for p in adapted]
+        b = {p: fused.pop(_lora_name(layer, kind, p, "B")) for p in adapted}
+        block = np.zeros((sum(x.shape[0] for x in b.values()), sum(widths.values())), a[0].dtype)
         row = col = 0
-        for part in b:
-            block[row : row + part.shape[0], col : col + part.shape[1]] = part
-            row, col = row + part.shape[0], col + part.shape[1]
+        for proj, width in entry["projections"]:
+            if proj in b:
+                block[row : row + b[proj].shape[0], col : col + width] = b[proj]
+                row += b[proj].shape[0]
+            col += width
         packed = PACKED[kind]
         fused[_lora_name(layer, kind, packed, "A")] = np.concatenate(a, axis=1)
         fused[_lora_name(layer, kind, packed, "B")] = block
     return fused
 
 
-def _groups_present(names) -> list[tuple[str, str, tuple[str, ...]]]:
+def _groups_adapted(names) -> list[tuple[str, str, tuple[str, ...]]]:
+    """(layer, kind, the group's projections) for each group with LoRA on any of them."""
     layers = sorted(
         {m.group(1) for n in names if (m := re.match(r"model\.layers\.(\d+)\.", n))}, key=int
     )
     found = []
     for layer in layers:
         for kind, projs in GROUPS.items():
-            if all(_lora_name(layer, kind, p, s) in names for p in projs for s in "AB"):
+            if any(all(_lora_name(layer, kind, p, s) in names for s in "AB") for p in projs):
                 found.append((layer, kind, projs))
     return found
 
 
 def fuse_lora_graph(model) -> int:
     """Pack each group of projections of ``model`` (an onnx ModelProto whose LoRA weights
-    are inputs, see ``lora_graph.lora_weights_to_inputs``) in place; returns how many
-    groups were packed. A group whose nodes are not laid out as expected is left alone."""
-    packed = 0
-    for layer, kind, projs in _groups_present({value.name for value in model.graph.input}):
+    are inputs, see ``lora_graph.lora_weights_to_inputs``) in place and record the layout
+    in its metadata; returns how many groups were packed. A group whose nodes are not laid
+    out as expected is left alone."""
+    layout = {}
+    for layer, kind, projs in _groups_adapted({value.name for value in model.graph.input}):
         index = _Index(model.graph)
         parts = [_projection(layer, kind, p, index.producer, index.consumers) for p in projs]
-        if any(part is None for part in parts) or len({p["x"] for p in parts}) != 1:
+        adapted = [part for part in parts if part is not None]
+        if not adapted or len({part["x"] for part in adapted}) != 1:
+            continue
+        parts = [
+            part or _plain_projection(layer, kind, proj, adapted[0]["x"], index.consumers)
+            for proj, part in zip(projs, parts, strict=True)
+        ]
+        if any(part is None for part in parts):
             continue
         attrs = [_attributes(part["nbits"]) for part in parts]
         if any(_without_n(a) != _without_n(attrs[0]) for a in attrs):
             continue
         _pack(model.graph, index, layer, kind, parts, attrs)
-        packed += 1
-    return packed
+        layout[f"model.layers.{layer}.{kind}.{PACKED[kind]}"] = {
+            "projections": [[part["proj"], a["N"]] for part, a in zip(parts, attrs, strict=True)],
+            "adapted": [part["proj"] for part in adapted],
+        }
+    if layout:
+        kept = [p for p in model.metadata_props if p.key != LAYOUT_KEY]
+        del model.metadata_props[:]
+        model.metadata_props.extend(kept)
+        entry = model.metadata_props.add()
+        entry.key, entry.value = LAYOUT_KEY, json.dumps(layout)
+    return len(layout)
 
 
 class _Index:
@@ -130,7 +174,8 @@ def _pack(graph, index: _Index, layer: str, kind: str, parts: list[dict], attrs:
     ]  # fmt: skip
     a_name = _lora_name(layer, kind, PACKED[kind], "A")
     b_name = _lora_name(layer, kind, PACKED[kind], "B")
-    tensor = index.inputs[_lora_name(layer, kind, parts[0]["proj"], "A")]
+    first = next(part for part in parts if part["adapted"])
+    tensor = index.inputs[_lora_name(layer, kind, first["proj"], "A")]
     elem = tensor.type.tensor_type.elem_type
     rows = tensor.type.tensor_type.shape.dim[0].dim_value
     dtype = helper.tensor_dtype_to_np_dtype(elem)
@@ -195,7 +240,23 @@ def _projection(layer, kind, proj, producer, consumers) -> dict | None:
     if len(consumers.get(nbits.output[0], [])) != 1:
         return None
     return {"x": a_node.input[0], "nbits": nbits, "out": add.output[0], "proj": proj,
-            "nodes": [a_node, b_nodes[0], nbits, add]}  # fmt: skip
+            "nodes": [a_node, b_nodes[0], nbits, add], "adapted": True}  # fmt: skip
+
+
+def _plain_projection(layer, kind, proj, x, consumers) -> dict | None:
+    """A projection of the group without LoRA: the MatMulNBits reading ``x`` with its
+    weights."""
+    prefix = f"model.layers.{layer}.{kind}.{proj}.MatMul."
+    found = [
+        node
+        for node in consumers.get(x, [])
+        if node.op_type == "MatMulNBits" and node.input[1].startswith(prefix)
+    ]
+    if len(found) != 1:
+        return None
+    nbits = found[0]
+    return {"x": x, "nbits": nbits, "out": nbits.output[0], "proj": proj, "nodes": [nbits],
+            "adapted": False}  # fmt: skip
 
 
 def _packs_into_attention(outputs: list[str], consumers) -> bool:

@@ -9,10 +9,10 @@ own export (for int4 the builder's k-quant int4, told to leave the LoRA MatMuls 
 with the LoRA weights turned into graph inputs: a symbolic rank (adapters of different
 ranks share the base) and a rank-1 zero default (no adapter selected = the base model).
 For int4, projections that share an input (q/k/v, gate/up) are then packed into one
-int4 MatMul with one LoRA branch (``lora_fusion``: fewer nodes per decoded token), and
-each adapter's weights are written in that packed layout. Every adapter is checked name
-by name and shape by shape against those inputs before any ``.onnx_adapter`` file is
-written (the graph work is ``lora_graph``'s).
+int4 MatMul with one LoRA branch when any of them carries LoRA (``lora_fusion``: fewer
+nodes per decoded token), and each adapter's weights are written in that packed layout.
+Every adapter is checked name by name and shape by shape against those inputs before any
+``.onnx_adapter`` file is written (the graph work is ``lora_graph``'s).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from slmops.errors import ConfigError
 from slmops.export import MODEL_FILE
 from slmops.export.config import require_parent
 from slmops.export.genai_builder import BUILD_LOG, build_with_genai
-from slmops.export.lora_fusion import fuse_adapter, fuse_lora_model
+from slmops.export.lora_fusion import fuse_adapter, fuse_lora_model, packed_layout
 from slmops.export.lora_graph import (
     check_matches,
     lora_inputs,
@@ -88,14 +88,18 @@ def generate_adapters(
         )
         _build_base(base.path, adapters, folder, Path(staging), target, lora_nodes, log)
         inputs = lora_inputs(folder / MODEL_FILE)
-        served = {name: fuse_adapter(tensors, inputs) for name, tensors in weights.items()}
+        layout = packed_layout(folder / MODEL_FILE)
+        served = {name: fuse_adapter(tensors, layout) for name, tensors in weights.items()}
         for name, path in adapters.items():
             check_matches(name, path, served[name], inputs)
         for name, tensors in served.items():
             write_adapter(tensors, folder / f"{name}{ADAPTER_SUFFIX}")
         manifest = _manifest(base.name, target, adapters, weights, inputs, started)
         atomic_write_json(folder / MANIFEST, manifest)
-    log(f"{len(adapters)} adapters over one {target.name} base: {out}")
+    log(
+        f"{len(adapters)} adapters over one {target.name} base, "
+        f"{manifest['lora_branches']} LoRA branches a token: {out}"
+    )
     files = {name: out / f"{name}{ADAPTER_SUFFIX}" for name in adapters}
     return MultiAdapterResult(out, target, files, manifest)
 
@@ -253,6 +257,9 @@ def _manifest(
             for name, path in adapters.items()
         },
         "lora_inputs": inputs,
+        # LoRA branches (A MatMul, B MatMul, Add) a decoded token runs through: what the
+        # adapters cost at decode time beside the base (lora_fusion packs q/k/v, gate/up)
+        "lora_branches": sum(".lora_A." in name for name in inputs),
         "seconds": round(time.monotonic() - started, 2),
     }
 

@@ -45,6 +45,7 @@ def test_each_adapter_answers_as_its_pytorch_model(fp32_multi, two_adapters, pea
     assert manifest["adapters"]["label"]["rank"] == 16
     assert len(manifest["lora_inputs"]) == 2 * 2 * 7  # 2 layers x 7 modules x (A, B)
     assert all("lora_r" in shape for shape in manifest["lora_inputs"].values())
+    assert manifest["lora_branches"] == 2 * 7  # float bases are not packed
 
     runner = open_multi_adapter(folder)
     tokenizer = load_padding_tokenizer(str(peaked_model_dir))
@@ -74,6 +75,8 @@ def test_int4_base_switches_adapters_per_request(two_adapters, peaked_model_dir,
         adapter_names=["label", "explain"],
     )
     assert result.target.name == "cpu-int4"
+    # q/k/v and gate/up packed: qkv, o, gate_up, down in each of the 2 layers
+    assert result.manifest["lora_branches"] == 2 * 4
     runner = open_multi_adapter(result.output_path)
     tokenizer = load_padding_tokenizer(str(peaked_model_dir))
     prompt_ids = encode_prompts(tokenizer, PROMPTS)
