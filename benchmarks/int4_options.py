@@ -48,6 +48,10 @@ OPTION_SETS: dict[str, dict[str, str]] = {
     "k_quant b16": {"algo_config": "k_quant", "block_size": "16"},
     "k_quant b64": {"algo_config": "k_quant", "block_size": "64"},
     "k_quant asym": {"algo_config": "k_quant", "is_symmetric": "false"},
+    "k_quant last_matmul:uint4 (tied)": {
+        "algo_config": "k_quant",
+        "matmul_mixed_precision": "last_matmul:uint4",
+    },
     "k_quant mixed_layers:int8": {
         "algo_config": "k_quant",
         "matmul_mixed_precision": "mixed_layers:int8",
