@@ -132,11 +132,9 @@ mlflow:
 
 # Test files run in parallel (pytest-xdist, TEST_WORKERS workers, each with its share of
 # the cores; a file, and the whole cluster tier, stays on one worker: see tests/conftest.py);
-# the 25 slowest tests are listed at the end. One worker more than the cores (at most 8):
-# many tests wait on processes they start (Airflow's components poll, a DAG run's tasks
-# start one after another), and with a worker per core the CPU sat partly idle. On 2 cores
-# the first session took 939 s with 2 workers and 700 s with 3, in the same hour.
-TEST_WORKERS ?= $(shell n=$$(nproc); echo $$(( n + 1 < 8 ? n + 1 : 8 )))
+# the 25 slowest tests are listed at the end. Two workers: a third on 2 cores measured the
+# same in back-to-back runs (856 s and 850 s for the first session, benchmarks/RESULTS.md).
+TEST_WORKERS ?= 2
 PYTEST_PARALLEL := -n $(TEST_WORKERS) --dist loadfile --durations=25
 # Two sessions, each timed by pytest: the library, DAG, integration and REST e2e tiers,
 # then the tiers that start whole stacks (the Celery cluster, the browser against a real
