@@ -106,11 +106,17 @@ def fuse_lora_graph(model) -> int:
     in its metadata; returns how many groups were packed. A group whose nodes are not laid
     out as expected is left alone."""
     layout = {}
-    for layer, kind, projs in _groups_adapted({value.name for value in model.graph.input}):
+    names = {value.name for value in model.graph.input}
+    for layer, kind, projs in _groups_adapted(names):
         index = _Index(model.graph)
-        parts = [_projection(layer, kind, p, index.producer, index.consumers) for p in projs]
-        adapted = [part for part in parts if part is not None]
-        if not adapted or len({part["x"] for part in adapted}) != 1:
+        with_lora = [all(_lora_name(layer, kind, p, s) in names for s in "AB") for p in projs]
+        parts = [
+            _projection(layer, kind, p, index.producer, index.consumers) if lora else None
+            for p, lora in zip(projs, with_lora, strict=True)
+        ]
+        adapted = [part for part, lora in zip(parts, with_lora, strict=True) if lora]
+        # a projection with LoRA laid out otherwise leaves its group alone
+        if any(part is None for part in adapted) or len({part["x"] for part in adapted}) != 1:
             continue
         parts = [
             part or _plain_projection(layer, kind, proj, adapted[0]["x"], index.consumers)
