@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from slmops import __version__
 from slmops.artifacts import atomic_directory, atomic_write_json
@@ -58,6 +58,10 @@ from slmops.training.lock import exclusive
 from slmops.training.measures import loss_history, parameter_counts, peak_memory_mb
 from slmops.training.trainer import full_state_dict, group_total, load_loss_hook, make_trainer
 from slmops.training.validated import require_validated
+
+if TYPE_CHECKING:
+    from slmops.training.cpu_gemm import Gemm
+    from slmops.training.head_loss import FusedHead
 
 
 def run(
@@ -166,6 +170,12 @@ def _train(
     base_memory = model.get_memory_footprint()
     targets: list[str] = []
     cpu_kernels: dict = {}
+    gemm = None
+    cpu_float32 = (
+        placement.device == "cpu"
+        and placement.weights_dtype == "float32"
+        and not placement.mixed_precision
+    )
     if config.method in ADAPTER_METHODS:
         model, targets = attach_adapter(model, config)
         log(f"adapter on {', '.join(targets)}")
@@ -174,8 +184,12 @@ def _train(
 
             if swapped := use_lane_dropout(model):
                 log(f"LoRA dropout {config.lora_dropout}: {swapped} masks, 4 per random word")
-            if placement.weights_dtype == "float32" and not placement.mixed_precision:
-                cpu_kernels = _fuse_lora_projections(model, log)
+            if cpu_float32:
+                cpu_kernels, gemm = _fuse_lora_projections(model, log)
+    fused_head = None
+    if cpu_float32 and config.logits == "labeled" and checked.loss_hook is None:
+        fused_head = _fuse_head_and_loss(model, gemm, log)
+        cpu_kernels["fused_head_loss"] = fused_head is not None
     trainable, total = parameter_counts(model)
     log(f"trainable parameters: {trainable:,} of {total:,} ({100 * trainable / total:.2f}%)")
 
@@ -188,6 +202,7 @@ def _train(
         eval_rows=checked.eval_rows,
         loss_hook=checked.loss_hook,
         log=log,
+        fused_head=fused_head,
     )
     for callback in callbacks:
         trainer.add_callback(callback)
@@ -265,20 +280,33 @@ def _train(
     return TrainingResult(config.training_dir, adapter_path, merged_path, metrics)
 
 
-def _fuse_lora_projections(model, log: Log) -> dict:
-    """Fuse the LoRA projections; what was chosen, for the run's metrics."""
+def _fuse_lora_projections(model, log: Log) -> tuple[dict, Gemm | None]:
+    """Fuse the LoRA projections: what was chosen, for the run's metrics, and the GEMM."""
     from slmops.training.fused_lora import use_fused_lora
 
     fused, gemm = use_fused_lora(model)
     if not fused:
-        return {"fused_lora_projections": 0}
+        return {"fused_lora_projections": 0}, None
     timed = f" (oneDNN timed at {gemm.onednn_over_mkl}x MKL)" if gemm.onednn_over_mkl else ""
     log(f"LoRA projections fused: {fused}; frozen weights' GEMM: {gemm.backend}{timed}")
-    return {
+    metrics = {
         "fused_lora_projections": fused,
         "frozen_weight_gemm": gemm.backend,
         "onednn_over_mkl": gemm.onednn_over_mkl,
     }
+    return metrics, gemm
+
+
+def _fuse_head_and_loss(model, gemm: Gemm | None, log: Log) -> FusedHead | None:
+    from slmops.training.head_loss import CHUNK_TOKENS, fused_head_for
+
+    fused = fused_head_for(model, gemm)
+    if fused is not None:
+        log(
+            f"LM head computed with the loss, {CHUNK_TOKENS} tokens at a time "
+            f"({fused.gemm.backend})"
+        )
+    return fused
 
 
 def _encode(config: FinetuneConfig, tokenizer, data: PreparedData, log: Log):

@@ -8,12 +8,17 @@ import importlib
 import inspect
 import math
 from collections.abc import Callable
+from contextlib import nullcontext
+from typing import TYPE_CHECKING
 
 from slmops.data.batching import IGNORE_INDEX, TOKEN_COUNT, PackedCollator, PaddingCollator
 from slmops.devices import Placement, local_rank
 from slmops.errors import ConfigError, NonFiniteLossError
 from slmops.progress import Log
 from slmops.training.config import FinetuneConfig
+
+if TYPE_CHECKING:
+    from slmops.training.head_loss import FusedHead
 
 
 def load_loss_hook(spec: str) -> Callable:
@@ -68,17 +73,28 @@ def labeled_positions(labels):
     return keep
 
 
+def labeled_targets(labels):
+    """The next-token targets at ``labeled_positions(labels)``, in the mask's row-major
+    order: the rows of the logits the labeled path computes."""
+    targets = labels[:, 1:]
+    return targets[targets != IGNORE_INDEX]
+
+
 def labeled_cross_entropy(outputs, labels, num_items_in_batch=None):
     """The causal-LM loss from logits computed only at ``labeled_positions(labels)``
     (shape (targets, vocab), in the mask's row-major order): the same sum over targets and
     the same normalisation as transformers' own loss, without the other positions."""
     import torch
 
-    targets = labels[:, 1:]
-    targets = targets[targets != IGNORE_INDEX].to(outputs.logits.device)
+    targets = labeled_targets(labels).to(outputs.logits.device)
     total = torch.nn.functional.cross_entropy(outputs.logits.float(), targets, reduction="sum")
-    count = num_items_in_batch if num_items_in_batch is not None else max(len(targets), 1)
-    return total / count
+    return per_item(total, targets, num_items_in_batch)
+
+
+def per_item(total, targets, num_items_in_batch=None):
+    """A summed loss divided as transformers does: by the targets of the whole
+    (accumulated, gathered) batch when the Trainer counted them, else by this call's."""
+    return total / (num_items_in_batch if num_items_in_batch is not None else max(len(targets), 1))
 
 
 def computes_labeled_logits(model) -> bool:
@@ -88,26 +104,52 @@ def computes_labeled_logits(model) -> bool:
     return "logits_to_keep" in inspect.signature(base.forward).parameters
 
 
-def build_trainer(*, loss_hook: Callable | None = None, labeled_logits: bool = False, **kwargs):
+def build_trainer(
+    *,
+    loss_hook: Callable | None = None,
+    labeled_logits: bool = False,
+    fused_head: FusedHead | None = None,
+    **kwargs,
+):
     """A ``SlmopsTrainer``; built here so transformers is imported only when training.
     ``labeled_logits`` (without a ``loss_hook``, which gets every logit): the LM head runs
-    only where the loss needs it."""
+    only where the loss needs it; ``fused_head`` too: in training steps it runs inside the
+    loss, a slice of tokens at a time (slmops.training.head_loss)."""
     from transformers import Trainer
 
     class SlmopsTrainer(Trainer):
         def __init__(self, **trainer_kwargs):
-            loss = labeled_cross_entropy if labeled_logits and not loss_hook else loss_hook
+            self.labeled_logits = labeled_logits and not loss_hook
+            self.fused_head = fused_head if self.labeled_logits else None
+            self._logits_are_hidden_states = False
+            loss = self._labeled_loss if self.labeled_logits else loss_hook
             super().__init__(compute_loss_func=loss, **trainer_kwargs)
             self.train_tokens = 0
-            self.labeled_logits = loss is labeled_cross_entropy
+
+        def _labeled_loss(self, outputs, labels, num_items_in_batch=None):
+            if not self._logits_are_hidden_states:
+                return labeled_cross_entropy(outputs, labels, num_items_in_batch)
+            targets = labeled_targets(labels).to(outputs.logits.device)
+            total = self.fused_head.loss(outputs.logits, targets)
+            return per_item(total, targets, num_items_in_batch)
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             tokens = inputs.pop(TOKEN_COUNT, 0)
             if self.labeled_logits and "labels" in inputs:
                 inputs = {**inputs, "logits_to_keep": labeled_positions(inputs["labels"])}
-            result = super().compute_loss(
-                model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
-            )
+            # Evaluation asks for the outputs, whose logits must be logits.
+            fused = self.fused_head is not None and not return_outputs and "labels" in inputs
+            with self.fused_head.passing_hidden_states() if fused else nullcontext():
+                self._logits_are_hidden_states = fused
+                try:
+                    result = super().compute_loss(
+                        model,
+                        inputs,
+                        return_outputs=return_outputs,
+                        num_items_in_batch=num_items_in_batch,
+                    )
+                finally:
+                    self._logits_are_hidden_states = False
             if model.training:
                 self.train_tokens += int(tokens)
                 loss = result[0] if return_outputs else result
@@ -130,6 +172,7 @@ def make_trainer(
     eval_rows: list,
     loss_hook: Callable | None,
     log: Log,
+    fused_head: FusedHead | None = None,
 ):
     """The Trainer of one run: its TrainingArguments (built here and nowhere else), the
     collator, and slmops's callbacks (progress lines, early stopping, TensorBoard)."""
@@ -187,6 +230,7 @@ def make_trainer(
     trainer = build_trainer(
         loss_hook=loss_hook,
         labeled_logits=config.logits == "labeled" and computes_labeled_logits(model),
+        fused_head=fused_head,
         model=model,
         args=args,
         data_collator=collator,

@@ -1,6 +1,7 @@
 """Speed work must not change what training computes: a fixed run's loss history is
-compared with the labeled-logits path switched off, with peft's own LoRA forward in place
-of the fused one (slmops.training.fused_lora), and with a history recorded before
+compared with the labeled-logits path switched off, with the LM head computed apart from
+the loss (slmops.training.head_loss), with peft's own LoRA forward in place of the fused
+one (slmops.training.fused_lora), and with a history recorded before
 the speed work began (tests/unit/training/fixed_run_losses.json). LoRA dropout on CPU
 draws its masks differently (slmops.training.dropout): the recorded history is compared
 with torch's dropout, and the default with it within the tolerance stated below."""
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from slmops.training import dropout, fused_lora
+from slmops.training import dropout, fused_lora, head_loss
 from slmops.training.run import run
 from slmops.training.trainer import labeled_cross_entropy, labeled_positions
 
@@ -63,6 +64,9 @@ def test_a_fixed_run_learns_the_same_with_and_without_labeled_logits(
     settings = FIXED_RUNS[name]
     labeled = losses(run(finetune_config(**settings, output_path=tmp_path / "labeled")))
     every = losses(run(finetune_config(**settings, logits="all", output_path=tmp_path / "all")))
+    monkeypatch.setenv(head_loss.ENV, "0")
+    unfused_head = losses(run(finetune_config(**settings, output_path=tmp_path / "head")))
+    monkeypatch.delenv(head_loss.ENV)
     monkeypatch.setenv(fused_lora.ENV, "0")
     peft_forward = losses(run(finetune_config(**settings, output_path=tmp_path / "peft")))
     monkeypatch.delenv(fused_lora.ENV)
@@ -70,6 +74,7 @@ def test_a_fixed_run_learns_the_same_with_and_without_labeled_logits(
     torch_dropout = losses(run(finetune_config(**settings, output_path=tmp_path / "torch")))
 
     assert_close(labeled, every, SAME_RUN_TOLERANCE, name)
+    assert_close(labeled, unfused_head, SAME_RUN_TOLERANCE, name)
     assert_close(labeled, peft_forward, SAME_RUN_TOLERANCE, name)
     assert_close(torch_dropout, json.loads(GOLDEN.read_text())[name], RECORDED_TOLERANCE, name)
     assert_close(labeled, torch_dropout, DROPOUT_MASKS_TOLERANCE, name)

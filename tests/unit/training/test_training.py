@@ -251,6 +251,8 @@ def test_a_custom_loss_class_is_what_training_minimises(finetune_config, loss_ho
     assert len(loss_hooks.TRAINING_LOSSES) == 6
     logged = [entry["loss"] for entry in result.metrics["train_loss_history"]]
     assert logged == pytest.approx(loss_hooks.TRAINING_LOSSES, rel=1e-4)
+    # A custom loss gets every logit: the head is not folded into slmops's own loss.
+    assert "fused_head_loss" not in result.metrics["cpu_kernels"]
 
 
 def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(finetune_config, loss_hooks):
