@@ -8,7 +8,10 @@ demo's fine-tuned SmolLM2 exported once per option set of onnxruntime-genai's bu
 
 1. The run's merged model is exported with the cpu-int4 target once per option set
    (``OPTION_SETS``; each replaces the target's own builder options). A set the builder
-   refuses, or whose model does not load, is reported with the reason.
+   refuses, or whose model does not load, is reported with the reason. For reference, a
+   few sets export with another target (``OTHER_TARGET``): fp32 with no quantization (how
+   much the exported graph alone changes the answers), cpu-int8 (weight-only int8), and
+   dynamic int8, what cpu-int8 was before.
 2. Each export answers the run's eval rows greedily (``parity.score_exported``, the
    scoring parity uses); PyTorch fp32 answers them once (the evaluation stage's batching).
    ``--rows all`` scores the training rows too: not a measure of generalization but of
@@ -69,6 +72,13 @@ OPTION_SETS: dict[str, dict[str, str]] = {
         "matmul_mixed_precision": "last_matmul:int8",
         "shared_embeddings": "false",
     },
+    # llama.cpp's mixed strategy (the first and last eighth of the layers, and every third
+    # layer's qkv/v/down projections, in int8) with the head in int8 too: the builder's
+    # "k_quant_mixed".
+    "k_quant_mixed (tied)": {
+        "algo_config": "k_quant",
+        "matmul_mixed_precision": "last_matmul:int8,mixed_layers:int8",
+    },
     "k_quant_mixed untied": {
         "algo_config": "k_quant",
         "matmul_mixed_precision": "last_matmul:int8,mixed_layers:int8",
@@ -80,6 +90,17 @@ OPTION_SETS: dict[str, dict[str, str]] = {
         "shared_embeddings": "false",
     },
 }
+
+
+# Option sets exported for another target than cpu-int4: where the exported graph alone,
+# with no quantization, already answers unlike PyTorch.
+DYNAMIC_INT8 = "int8 dynamic (cpu-int8 before)"  # the fp32 export, then quantize_dynamic
+OTHER_TARGET = {
+    "fp32 (no quantization)": "cpu-fp32",
+    "int8 (cpu-int8)": "cpu-int8",
+    DYNAMIC_INT8: "cpu-fp32",
+}
+OPTION_SETS.update({name: {} for name in OTHER_TARGET})
 
 
 def option_sets() -> dict[str, dict[str, str]]:
@@ -104,11 +125,11 @@ def export_all(
 
     # Each set is the builder's whole --extra_options: the target's own are left out, so a
     # row means the same whatever cpu-int4's default is ("cpu-int4 default" is that).
-    bare = replace(TARGETS["cpu-int4"], builder_options=())
     results = {}
     for name in names:
         folder = out / _slug(name)
         options = option_sets()[name]
+        bare = replace(TARGETS[OTHER_TARGET.get(name, "cpu-int4")], builder_options=())
         if reuse and (folder / "genai_config.json").is_file():
             log(f"reusing {folder}")
             results[name] = {"path": folder, "size_mb": round(size_on_disk(folder) / 2**20, 1),
@@ -126,6 +147,11 @@ def export_all(
         if record["fell_back"]:
             results[name] = {"error": f"fell back to torch.onnx: {record['fallback_reason']}"}
             continue
+        if name == DYNAMIC_INT8:
+            from slmops.export import MODEL_FILE
+            from slmops.export.quantize import quantize_int8_dynamic
+
+            quantize_int8_dynamic(folder / MODEL_FILE, folder / MODEL_FILE)
         results[name] = {"path": folder, "size_mb": round(size_on_disk(folder) / 2**20, 1),
                          "options": options}  # fmt: skip
     return results

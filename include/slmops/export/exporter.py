@@ -12,16 +12,13 @@ import time
 from pathlib import Path
 
 from slmops.errors import BuilderUnsupported
-from slmops.export import MODEL_FILE
 from slmops.export.genai_builder import BUILD_LOG, build_with_genai
-from slmops.export.quantize import quantize_int8_dynamic
 from slmops.export.targets import Target
 from slmops.progress import Log, no_log
 
 GENAI_BUILDER = "onnxruntime-genai builder"
 TORCH_ONNX = "torch.onnx"
-# The builder's int8 is weight-only; the cpu-int8 target is dynamic int8, applied to fp32.
-_BUILDER_PRECISION = {"int4": "int4", "int8": "fp32", "fp16": "fp16", "fp32": "fp32"}
+_BUILDER_PRECISION = {"int4": "int4", "int8": "int8", "fp16": "fp16", "fp32": "fp32"}
 
 
 def export_model(
@@ -69,9 +66,6 @@ def _build(source_dir: Path, folder: Path, target: Target, options: dict, log: L
         options=options,
         log=log,
     )
-    if target.precision == "int8":
-        log("dynamic int8 quantization of the fp32 model")
-        quantize_int8_dynamic(folder / MODEL_FILE, folder / MODEL_FILE)
 
 
 def _torch_export(source_dir: Path, folder: Path, target: Target, log: Log) -> None:

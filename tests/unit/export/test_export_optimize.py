@@ -107,17 +107,22 @@ def test_int4_degradation_fails_the_gate_after_writing_a_loadable_model(tone_run
     assert relaxed.failed and relaxed.output_path.is_dir()
 
 
-def test_int8_is_dynamic_quantization(tiny_model_dir, tmp_path):
+def test_int8_is_weight_only(tiny_model_dir, tmp_path):
+    """cpu-int8 stores 8-bit weights and keeps float activations: dynamic int8 (activations
+    quantized per call) answered unlike PyTorch on 93 of 630 rows of the demo task."""
     result = optimize(tiny_model_dir, "cpu-int8", tmp_path / "int8", benchmark=False)
     import onnx
 
-    ops = {
-        node.op_type
-        for node in onnx.load(
-            str(result.output_path / "model.onnx"), load_external_data=False
-        ).graph.node
+    graph = onnx.load(str(result.output_path / "model.onnx"), load_external_data=False).graph
+    ops = {node.op_type for node in graph.node}
+    assert not ops & {"DynamicQuantizeMatMul", "MatMulInteger", "DynamicQuantizeLinear"}
+    bits = {
+        next(a.i for a in node.attribute if a.name == "bits")
+        for node in graph.node
+        if node.op_type == "MatMulNBits"
     }
-    assert ops & {"DynamicQuantizeMatMul", "MatMulInteger", "DynamicQuantizeLinear"}
+    assert bits == {8}
+    assert "MatMul" not in ops  # every weight product quantized, the LM head too
     assert result.parity["agreement"]["prompts"] == 4  # no run: the general prompts only
     assert result.gates[0].passed is None and "no eval set" in result.gates[0].explanation
 
