@@ -4,14 +4,16 @@ With the labeled logits (slmops.training.trainer) the head runs only where the n
 is a target, but on instruction rows that is most of the tokens: 1,176 of 1,752 in a batch
 of the long rows, so the head still writes a 1176 x 49152 float32 matrix (231 MB), the
 log-softmax another and the backward a third, each too big for any cache, and its product
-ran at a third of the float32 peak. Here the loss is computed ``CHUNK_TOKENS`` rows at a
-time: the chunk's logits (in cache), their log-sum-exp and the target's logit, then at once
-the logits' gradient (softmax minus one-hot, in place) and its product with the head's
-weight, the hidden states' gradient. Backward only scales what the forward kept. The same
-float32 arithmetic as ``cross_entropy(hidden @ W^T, targets, reduction="sum")``; sums in
+ran at 56-127 GFLOP/s, against 157-188 for the projections' products. Here the loss is
+computed ``CHUNK_TOKENS`` rows at a time: the chunk's logits (in cache), their
+log-sum-exp and the target's logit, then at once the logits' gradient (softmax minus
+one-hot, in place) and its product with the head's weight, the hidden states' gradient.
+Backward only scales what the forward kept. The same float32 arithmetic as
+``cross_entropy(hidden @ W^T, targets, reduction="sum")``; sums in
 another order (about 1e-7 relative; tests/unit/training/test_head_loss.py).
 
-Taken for a plain float32 ``nn.Linear`` head without bias on CPU, with no autocast, while
+Taken for a plain float32 ``nn.Linear`` head without bias on CPU, whose logits the model
+uses as they are (LOGIT_TRANSFORMS), with no autocast, while
 training (``return_outputs`` asks for logits, which evaluation keeps getting the earlier
 way). SLMOPS_FUSED_HEAD=0 keeps the labeled logits and torch's cross-entropy.
 """
@@ -28,6 +30,9 @@ from slmops.config import switched_off
 from slmops.training import cpu_gemm
 
 ENV = "SLMOPS_FUSED_HEAD"
+# Models that change the logits after the head (Gemma's soft-capping, Cohere's and
+# Granite's scaling) keep the logits path: the loss must see the model's own logits.
+LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "logits_scaling")
 # 256 x 49152 float32 logits = 50 MB a chunk. Side by side on the bundled model's head
 # (1176 target tokens, AMD EPYC): chunks of 64, 128, 256 and 512 took 1085, 1029, 947 and
 # 1114 ms against 1340 ms for the whole matrix; smaller chunks read the 113 MB weight more
@@ -123,8 +128,9 @@ def _unchanged(hidden: torch.Tensor) -> torch.Tensor:
 
 def fused_head_for(model, gemm: cpu_gemm.Gemm | None = None) -> FusedHead | None:
     """The model's head to compute with the loss, or None: SLMOPS_FUSED_HEAD=0, no plain
-    float32 CPU ``nn.Linear`` head without bias, or autocast on. ``gemm``: the GEMM library
-    already chosen for the model's projections (timed here on a head-wide slice if None)."""
+        float32 CPU ``nn.Linear`` head without bias, autocast on, or logits the model changes
+    after its head (LOGIT_TRANSFORMS). ``gemm``: the GEMM library
+        already chosen for the model's projections (timed here on a head-wide slice if None)."""
     if switched_off(ENV):
         return None
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
@@ -135,7 +141,8 @@ def fused_head_for(model, gemm: cpu_gemm.Gemm | None = None) -> FusedHead | None
         and head.weight.device.type == "cpu"
         and not torch.is_autocast_enabled("cpu")
     )
-    if not plain:
+    config = getattr(model, "config", None)
+    if not plain or any(getattr(config, name, None) not in (None, 1) for name in LOGIT_TRANSFORMS):
         return None
     if gemm is None:  # the probe's cost grows with its width: 4 x hidden is a projection's
         gemm = cpu_gemm.choose(head.in_features, min(head.out_features, 4 * head.in_features))

@@ -3,6 +3,8 @@ torch's loss and gradients, and the trainer takes that path only where it may.""
 
 from __future__ import annotations
 
+import types
+
 import pytest
 import torch
 
@@ -97,9 +99,10 @@ def test_the_head_passes_hidden_states_only_inside_the_block():
 
 
 class TinyCausalLM(torch.nn.Module):
-    def __init__(self, head: torch.nn.Module):
+    def __init__(self, head: torch.nn.Module, **config):
         super().__init__()
         self.head = head
+        self.config = types.SimpleNamespace(**config)
 
     def get_output_embeddings(self):
         return self.head
@@ -114,6 +117,13 @@ def test_only_a_plain_float32_head_without_bias_is_taken(monkeypatch):
     assert fused_head_for(TinyCausalLM(torch.nn.Identity()), gemm) is None
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert fused_head_for(TinyCausalLM(torch.nn.Linear(4, 9, bias=False)), gemm) is None
+    plain = torch.nn.Linear(4, 9, bias=False)
+    assert fused_head_for(TinyCausalLM(plain, final_logit_softcapping=None), gemm) is not None
+    assert fused_head_for(TinyCausalLM(plain, logit_scale=1.0), gemm) is not None
+    # The loss must see the logits a model changes after its head.
+    assert fused_head_for(TinyCausalLM(plain, final_logit_softcapping=30.0), gemm) is None
+    assert fused_head_for(TinyCausalLM(plain, logit_scale=0.0625), gemm) is None
+    assert fused_head_for(TinyCausalLM(plain, logits_scaling=8.0), gemm) is None
     monkeypatch.setenv(ENV, "0")
     assert fused_head_for(TinyCausalLM(torch.nn.Linear(4, 9, bias=False)), gemm) is None
 
