@@ -61,7 +61,7 @@ def export_with_torch(model_dir: Path, out_dir: Path, *, precision: str, log: Lo
         exported = _trace(model, spec, work / "exported.onnx", model_dir, log)
         optimized = optimize_graph(exported, model.config, work / "optimized.onnx", log)
         chosen = first_matching(model, spec, [p for p in (optimized, exported) if p], log)
-        convert_precision(chosen, out_dir / MODEL_FILE, precision, work, log)
+        convert_precision(chosen, out_dir / MODEL_FILE, precision, log)
     if precision != "fp32":
         log_drift(model, out_dir / MODEL_FILE, spec, log)
     tokenizer.save_pretrained(out_dir)

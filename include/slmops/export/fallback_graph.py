@@ -113,12 +113,12 @@ def _torch_logits(model, input_ids, attention_mask):
     return out.logits.float().numpy()
 
 
-def convert_precision(source: Path, target: Path, precision: str, work: Path, log: Log) -> None:
+def convert_precision(source: Path, target: Path, precision: str, log: Log) -> None:
     from slmops.export import quantize
 
     if precision == "int8":
-        log("quantizing MatMul weights to int8 (dynamic)")
-        quantize.quantize_int8_dynamic(_with_types(source, work / "typed.onnx"), target)
+        log(f"quantizing MatMul weights to int8 (block {quantize.INT4_BLOCK_SIZE})")
+        quantize.quantize_int8(source, target)
     elif precision == "int4":
         log(f"quantizing MatMul weights to int4 (block {quantize.INT4_BLOCK_SIZE})")
         quantize.quantize_int4(source, target)
@@ -133,21 +133,3 @@ def convert_precision(source: Path, target: Path, precision: str, work: Path, lo
         quantize.save_model(model.model, target)
     else:
         quantize.save_model(quantize.load_model(source), target)
-
-
-def _with_types(source: Path, target: Path) -> Path:
-    """``source`` with every tensor's type recorded (symbolic shape inference knows the
-    fused contrib ops, which onnx's own inference does not): the int8 quantizer needs the
-    type of each MatMul output and gives up otherwise."""
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    quant_pre_process(
-        str(source),
-        str(target),
-        skip_optimization=True,
-        auto_merge=True,
-        save_as_external_data=True,
-        all_tensors_to_one_file=True,
-        external_data_location=target.name + ".data",
-    )
-    return target

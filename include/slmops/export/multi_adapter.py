@@ -39,7 +39,7 @@ from slmops.export.lora_graph import (
     lora_weights_to_inputs,
     write_adapter,
 )
-from slmops.export.quantize import load_model, quantize_int8_dynamic
+from slmops.export.quantize import load_model, quantize_int8
 from slmops.export.targets import DEFAULT_TARGET, Target, resolve_target
 from slmops.models import resolve
 from slmops.progress import Log, no_log
@@ -172,8 +172,8 @@ def _build_base(
         packed = fuse_lora_model(folder / MODEL_FILE)
         log(f"packed {packed} groups of int4 projections with their LoRA (q/k/v, gate/up)")
     if target.precision == "int8":
-        log("dynamic int8 quantization of the base weights")
-        quantize_int8_dynamic(folder / MODEL_FILE, folder / MODEL_FILE, exclude_nodes=lora_nodes)
+        log("weight-only int8 quantization of the base weights")
+        quantize_int8(folder / MODEL_FILE, folder / MODEL_FILE, exclude_nodes=lora_nodes)
     shutil.copy2(staging / BUILD_LOG, folder / BUILD_LOG)
 
 

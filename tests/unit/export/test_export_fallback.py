@@ -174,11 +174,12 @@ def relative_logits_error(model, runner):
     return float(np.sqrt(((logits - expected) ** 2).mean() / (expected**2).mean()))
 
 
-# Measured on this model: fp16 0.0015, int8 0.064, int4 0.41 (random weights of std 0.5
-# are a worst case for 4-bit blocks; trained weights lose far less).
+# Measured on this model: fp16 0.0017, int8 0.054 (weight-only; dynamic int8 was 0.064),
+# int4 0.32-0.41 (random weights of std 0.5 are a worst case for 4-bit blocks; trained
+# weights lose far less).
 @pytest.mark.parametrize(
     ("precision", "op_type", "max_error"),
-    [("int8", "MatMulInteger", 0.15), ("int4", "MatMulNBits", 0.7), ("fp16", "Cast", 0.01)],
+    [("int8", "MatMulNBits", 0.15), ("int4", "MatMulNBits", 0.7), ("fp16", "Cast", 0.01)],
 )
 def test_reduced_precision_exports_load_and_generate(
     gpt2_dir, gpt2_torch, tmp_path, precision, op_type, max_error
