@@ -116,12 +116,10 @@ def _torch_logits(model, input_ids, attention_mask):
 def convert_precision(source: Path, target: Path, precision: str, log: Log) -> None:
     from slmops.export import quantize
 
-    if precision == "int8":
-        log(f"quantizing MatMul weights to int8 (block {quantize.INT4_BLOCK_SIZE})")
-        quantize.quantize_int8(source, target)
-    elif precision == "int4":
-        log(f"quantizing MatMul weights to int4 (block {quantize.INT4_BLOCK_SIZE})")
-        quantize.quantize_int4(source, target)
+    if precision in ("int8", "int4"):
+        log(f"quantizing MatMul weights to {precision} (block {quantize.BLOCK_SIZE})")
+        weight_only = quantize.quantize_int8 if precision == "int8" else quantize.quantize_int4
+        weight_only(source, target)
     elif precision == "fp16":
         from onnxruntime.transformers.onnx_model import OnnxModel
 

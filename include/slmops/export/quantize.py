@@ -15,9 +15,9 @@ import logging
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-INT4_BLOCK_SIZE = 32  # int8's too
+BLOCK_SIZE = 32  # of the int4 and the int8 weights
 # accuracy_level 4: int8 activations in MatMulNBits, the fast CPU kernel (the builder's default).
-INT4_CPU_ACCURACY_LEVEL = 4
+CPU_ACCURACY_LEVEL = 4
 
 
 def save_model(model, path: Path) -> None:
@@ -47,7 +47,7 @@ def quantize_int4(
     source: Path,
     target: Path,
     *,
-    accuracy_level: int | None = INT4_CPU_ACCURACY_LEVEL,
+    accuracy_level: int | None = CPU_ACCURACY_LEVEL,
     exclude_nodes: Iterable[str] = (),
 ) -> None:
     """Weight-only int4 (MatMulNBits, block 32, k-quant: the builder's cpu-int4 method)
@@ -64,7 +64,7 @@ def quantize_int8(source: Path, target: Path, *, exclude_nodes: Iterable[str] = 
     target) for every MatMul with a constant weight; activations stay float. Not dynamic
     int8 (activations quantized per call), which on the demo model answered unlike PyTorch
     on 93 of 630 rows where this answers unlike it on 1 (benchmarks/RESULTS.md)."""
-    _weight_only(source, target, 8, INT4_CPU_ACCURACY_LEVEL, exclude_nodes, algo_config=None)
+    _weight_only(source, target, 8, CPU_ACCURACY_LEVEL, exclude_nodes, algo_config=None)
 
 
 def _weight_only(source, target, bits, accuracy_level, exclude_nodes, algo_config) -> None:
@@ -74,7 +74,7 @@ def _weight_only(source, target, bits, accuracy_level, exclude_nodes, algo_confi
         quantizer = MatMulNBitsQuantizer(
             load_model(source),
             bits=bits,
-            block_size=INT4_BLOCK_SIZE,
+            block_size=BLOCK_SIZE,
             is_symmetric=True,
             accuracy_level=accuracy_level,
             nodes_to_exclude=list(exclude_nodes),
