@@ -107,16 +107,19 @@ class FusedHead:
 
     head: torch.nn.Linear
     gemm: cpu_gemm.Gemm
+    passing: bool = False  # inside passing_hidden_states()
 
     @contextmanager
     def passing_hidden_states(self) -> Iterator[None]:
         """While inside, the head returns its input: the model's ``logits`` are the hidden
         states at the positions it was asked for (``logits_to_keep``)."""
         self.head.forward = _unchanged
+        self.passing = True
         try:
             yield
         finally:
             del self.head.forward
+            self.passing = False
 
     def loss(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return head_cross_entropy(hidden, self.head.weight, targets, self.gemm)

@@ -121,13 +121,12 @@ def build_trainer(
         def __init__(self, **trainer_kwargs):
             self.labeled_logits = labeled_logits and not loss_hook
             self.fused_head = fused_head if self.labeled_logits else None
-            self._logits_are_hidden_states = False
             loss = self._labeled_loss if self.labeled_logits else loss_hook
             super().__init__(compute_loss_func=loss, **trainer_kwargs)
             self.train_tokens = 0
 
         def _labeled_loss(self, outputs, labels, num_items_in_batch=None):
-            if not self._logits_are_hidden_states:
+            if self.fused_head is None or not self.fused_head.passing:
                 return labeled_cross_entropy(outputs, labels, num_items_in_batch)
             targets = labeled_targets(labels).to(outputs.logits.device)
             total = self.fused_head.loss(outputs.logits, targets)
@@ -140,16 +139,12 @@ def build_trainer(
             # Evaluation asks for the outputs, whose logits must be logits.
             fused = self.fused_head is not None and not return_outputs and "labels" in inputs
             with self.fused_head.passing_hidden_states() if fused else nullcontext():
-                self._logits_are_hidden_states = fused
-                try:
-                    result = super().compute_loss(
-                        model,
-                        inputs,
-                        return_outputs=return_outputs,
-                        num_items_in_batch=num_items_in_batch,
-                    )
-                finally:
-                    self._logits_are_hidden_states = False
+                result = super().compute_loss(
+                    model,
+                    inputs,
+                    return_outputs=return_outputs,
+                    num_items_in_batch=num_items_in_batch,
+                )
             if model.training:
                 self.train_tokens += int(tokens)
                 loss = result[0] if return_outputs else result

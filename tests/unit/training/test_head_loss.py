@@ -91,11 +91,11 @@ def test_the_head_passes_hidden_states_only_inside_the_block():
     fused = FusedHead(head, cpu_gemm.Gemm(cpu_gemm.MKL))
     x = torch.randn(3, 4)
     with fused.passing_hidden_states():
-        assert head(x) is x
-    assert head(x).shape == (3, 9)
+        assert head(x) is x and fused.passing
+    assert head(x).shape == (3, 9) and not fused.passing
     with pytest.raises(RuntimeError), fused.passing_hidden_states():
         raise RuntimeError("a failed step")
-    assert head(x).shape == (3, 9)  # restored after an error too
+    assert head(x).shape == (3, 9) and not fused.passing  # restored after an error too
 
 
 class TinyCausalLM(torch.nn.Module):
